@@ -3,5 +3,5 @@
 One code base for JAX, PyTorch and TensorFlow (``KERAS_BACKEND``).
 """
 
-from keras_jepa import applications, layers, models
+from keras_jepa import applications, data, layers, models
 from keras_jepa.version import __version__
