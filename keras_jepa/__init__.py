@@ -1,7 +1,14 @@
 """keras_jepa: latent-prediction self-supervised learning for Keras 3.
 
-One code base for JAX, PyTorch and TensorFlow (``KERAS_BACKEND``).
+One code base for JAX, PyTorch and TensorFlow; the backend is chosen with
+``KERAS_BACKEND`` before the first ``import keras``. When it is unset, no
+``~/.keras/keras.json`` names one and TensorFlow (Keras's default) is not installed,
+keras_jepa picks the first installed of jax and torch instead of failing.
 """
 
-from keras_jepa import applications, data, layers, models
-from keras_jepa.version import __version__
+from keras_jepa.backend.select import choose_default_backend as _choose
+
+_choose()
+
+from keras_jepa import applications, data, layers, models  # noqa: E402
+from keras_jepa.version import __version__  # noqa: E402

@@ -1,3 +1,26 @@
 """Datasets, transforms and synthetic data (numpy; they run in the input pipeline)."""
 
 from keras_jepa.data.embedded import load_digits
+from keras_jepa.data.file_dataset import FileDataset, SkipSample, scan_folder
+from keras_jepa.data.image_folder import IMAGE_EXTENSIONS, ImageFolderDataset
+from keras_jepa.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CenterCrop,
+    Compose,
+    Normalize,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    ResizeShortSide,
+    SpatialViews,
+    image_transform,
+    sample_crop_box,
+    video_transform,
+)
+from keras_jepa.data.video import (
+    VIDEO_EXTENSIONS,
+    VideoDataset,
+    VideoReader,
+    clip_indices,
+    read_video_csv,
+)

@@ -293,6 +293,14 @@ class VisionTransformer(Backbone):
             self.norm.build(token_shape)
         self.built = True
 
+    def __call__(self, inputs, *args, **kwargs):
+        # Concrete indices are checked here, before Keras turns them into tensors; inside
+        # a compiled step they are symbolic and cannot be checked without a host sync.
+        token_indices = kwargs.get("token_indices", args[0] if args else None)
+        if token_indices is not None and hasattr(inputs, "shape"):
+            check_indices(token_indices, self.num_tokens(tuple(inputs.shape)))
+        return super().__call__(inputs, *args, **kwargs)
+
     def call(self, inputs, token_indices=None, training=False):
         shape = tuple(inputs.shape)
         self._check_input_shape(shape)
@@ -302,7 +310,6 @@ class VisionTransformer(Backbone):
         if self.pos_embed is not None:
             x = self.pos_embed(x, grid_size=grid)
         if token_indices is not None:
-            check_indices(token_indices, num_tokens)
             token_indices = ops.convert_to_tensor(token_indices, "int32")
             x = gather_tokens(x, token_indices)
             ids = token_indices

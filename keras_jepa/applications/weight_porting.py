@@ -1,0 +1,516 @@
+"""Porting encoder weights from official JEPA checkpoints and Hugging Face models.
+
+One assignment path serves every source. A state dict is first brought to the **official
+key names** of the reference code (``patch_embed.proj.weight``, ``pos_embed``,
+``blocks.{i}.norm1.weight``, ``blocks.{i}.attn.qkv.weight``, ..., ``norm.bias``), then
+``assign_encoder_weights`` writes it into a ``VisionTransformer``:
+
+* official ``.pth.tar`` / ``.pt`` encoders: strip the DDP/wrapper prefixes (``module.``,
+  ``backbone.``; done automatically) and assign;
+* Hugging Face ``IJepaModel`` / ``VJEPA2Model`` state dicts (and their safetensors):
+  ``hf_to_official_encoder`` renames them first (``query``/``key``/``value`` are fused back
+  into one ``qkv`` in q | k | v order).
+
+Layouts: torch ``Linear`` ``[out, in]`` -> Keras ``Dense`` ``[in, out]``; ``Conv2d``
+``[D, C, p, p]`` -> ``(p, p, C, D)``; ``Conv3d`` ``[D, C, t, p, p]`` -> ``(t, p, p, C, D)``.
+Every shape is checked before anything is written, so a failed call leaves the model as it
+was. RoPE models (V-JEPA 2) have no position table: a ``pos_embed`` in their checkpoint is
+dropped (and listed as such), as the official hub loader does.
+
+This module needs only numpy: values may be numpy arrays or anything ``np.asarray`` reads
+(torch tensors are detached and moved to CPU through their own methods; torch is never
+imported here).
+
+Example:
+
+>>> import numpy as np
+>>> from keras_jepa.models.vision_transformer import VisionTransformer
+>>> model = VisionTransformer(image_size=32, patch_size=16, hidden_dim=24, depth=1,
+...                           num_heads=2)
+>>> shapes = official_encoder_shapes(model)
+>>> state = {"module." + k: np.zeros(s, "float32") for k, s in shapes.items()}
+>>> report = assign_encoder_weights(model, state)
+>>> len(report.loaded) == len(shapes), report.missing, report.unexpected
+(True, [], [])
+"""
+
+import dataclasses
+import re
+
+import numpy as np
+
+OFFICIAL_PREFIXES = ("module.", "backbone.")
+
+# Hugging Face top-level wrappers (classification heads keep the encoder under these).
+HF_PREFIXES = ("ijepa.", "vjepa2.", "model.")
+
+# Hugging Face modules that are not part of the encoder; left out by hf_to_official_encoder.
+HF_NON_ENCODER_PREFIXES = ("predictor.", "pooler.", "classifier.")
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------
+
+
+def to_numpy(value):
+    """Returns ``value`` as a numpy array (torch tensors, bfloat16 included, jax/tf arrays).
+
+    bfloat16 has no numpy dtype and becomes float32.
+    """
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor
+        value = value.detach().cpu()
+        if "bfloat16" in str(value.dtype):
+            value = value.float()
+        return value.numpy()
+    array = np.asarray(value)
+    if array.dtype.name == "bfloat16":
+        array = array.astype(np.float32)
+    return array
+
+
+def strip_prefixes(state_dict, prefixes=OFFICIAL_PREFIXES):
+    """Removes leading wrapper prefixes from every key (repeatedly, in any order).
+
+    ``module.backbone.blocks.0.norm1.weight`` -> ``blocks.0.norm1.weight``. Raises a
+    ``ValueError`` if two keys become the same.
+    """
+    out = {}
+    for key, value in state_dict.items():
+        new = key
+        changed = True
+        while changed:
+            changed = False
+            for prefix in prefixes:
+                if new.startswith(prefix):
+                    new = new[len(prefix) :]
+                    changed = True
+        if new in out:
+            raise ValueError(
+                f"Keys collide after stripping the prefixes {prefixes}: {key!r} gives "
+                f"{new!r}, which is already present."
+            )
+        out[new] = value
+    return out
+
+
+def _to_official_layout(array, layout):
+    """Keras layout -> official (torch) layout, used for shapes and export."""
+    if layout == "linear":
+        return np.transpose(array)
+    if layout == "conv":
+        rank = array.ndim  # (p,p,C,D) or (t,p,p,C,D) -> (D,C,p,p) or (D,C,t,p,p)
+        return np.transpose(array, (rank - 1, rank - 2) + tuple(range(rank - 2)))
+    return array
+
+
+def _to_keras_layout(array, layout):
+    """Official (torch) layout -> Keras layout."""
+    if layout == "linear":
+        if array.ndim != 2:
+            return None
+        return np.transpose(array)
+    if layout == "conv":
+        if array.ndim not in (4, 5):
+            return None
+        rank = array.ndim  # (D,C,[t,]p,p) -> ([t,]p,p,C,D)
+        return np.transpose(array, tuple(range(2, rank)) + (1, 0))
+    return array
+
+
+def _official_shape(shape, layout):
+    shape = tuple(int(s) for s in shape)
+    if layout == "linear":
+        return shape[::-1]
+    if layout == "conv":
+        return (shape[-1], shape[-2]) + shape[:-2]
+    return shape
+
+
+# ---------------------------------------------------------------------------------------
+# The official key map of a VisionTransformer
+# ---------------------------------------------------------------------------------------
+
+
+def _encoder_entries(model):
+    """``{official key: (keras variable, layout)}`` for a built ``VisionTransformer``."""
+    for attr in ("patch_embed", "blocks", "norm", "position_embedding"):
+        if not hasattr(model, attr):
+            raise TypeError(
+                f"Expected a keras_jepa VisionTransformer; got {type(model).__name__} "
+                f"(no attribute {attr!r})."
+            )
+    entries = {}
+
+    def dense(prefix, layer):
+        entries[f"{prefix}.weight"] = (layer.kernel, "linear")
+        if getattr(layer, "bias", None) is not None:
+            entries[f"{prefix}.bias"] = (layer.bias, "vector")
+
+    def norm(prefix, layer):
+        if getattr(layer, "gamma", None) is not None:
+            entries[f"{prefix}.weight"] = (layer.gamma, "vector")
+        if getattr(layer, "beta", None) is not None:
+            entries[f"{prefix}.bias"] = (layer.beta, "vector")
+
+    proj = model.patch_embed.proj
+    entries["patch_embed.proj.weight"] = (proj.kernel, "conv")
+    if getattr(proj, "bias", None) is not None:
+        entries["patch_embed.proj.bias"] = (proj.bias, "vector")
+    if model.pos_embed is not None:
+        entries["pos_embed"] = (model.pos_embed.table, "table")
+    for i, block in enumerate(model.blocks):
+        prefix = f"blocks.{i}"
+        norm(f"{prefix}.norm1", block.norm1)
+        dense(f"{prefix}.attn.qkv", block.attn.qkv)
+        dense(f"{prefix}.attn.proj", block.attn.proj)
+        norm(f"{prefix}.norm2", block.norm2)
+        for name in ("fc1", "fc2", "fc3"):
+            layer = getattr(block.mlp, name, None)
+            if layer is not None:
+                dense(f"{prefix}.mlp.{name}", layer)
+        if getattr(block, "shortcut", None) is not None:
+            dense(f"{prefix}.shortcut", block.shortcut)
+    if model.norm is not None:
+        norm("norm", model.norm)
+    return entries
+
+
+def official_encoder_shapes(model):
+    """``{official key: shape in the official (torch) layout}`` that ``model`` expects.
+
+    Useful to check a checkpoint before loading it, or to build a synthetic one.
+    """
+    return {
+        key: _official_shape(variable.shape, layout)
+        for key, (variable, layout) in _encoder_entries(model).items()
+    }
+
+
+def export_encoder_state_dict(model):
+    """The model's encoder weights as an official-format numpy state dict (no prefix).
+
+    The inverse of ``assign_encoder_weights``: ``assign_encoder_weights(other,
+    export_encoder_state_dict(model))`` copies ``model`` into ``other``.
+    """
+    import keras
+
+    return {
+        key: np.ascontiguousarray(
+            _to_official_layout(keras.ops.convert_to_numpy(variable), layout)
+        )
+        for key, (variable, layout) in _encoder_entries(model).items()
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Assignment
+# ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class PortReport:
+    """What ``assign_encoder_weights`` did, by official key name.
+
+    Attributes:
+        loaded: keys written into the model.
+        missing: keys the model needs that the state dict lacks.
+        unexpected: keys in the state dict that the model has no place for.
+        dropped: keys ignored on purpose (``pos_embed`` of a RoPE model).
+    """
+
+    loaded: list
+    missing: list
+    unexpected: list
+    dropped: list
+
+    def __str__(self):
+        lines = [f"loaded {len(self.loaded)} tensors"]
+        for name in ("missing", "unexpected", "dropped"):
+            keys = getattr(self, name)
+            if keys:
+                lines.append(f"{name} ({len(keys)}): {', '.join(keys)}")
+        return "; ".join(lines)
+
+
+def assign_encoder_weights(
+    model, state_dict, strict=True, allow_missing=False, strip=OFFICIAL_PREFIXES
+):
+    """Writes an official-format encoder state dict into a ``VisionTransformer``.
+
+    Args:
+        model: a built ``keras_jepa`` ``VisionTransformer``.
+        state_dict: mapping from official key names to arrays (numpy, torch, ...). The
+            wrapper prefixes in ``strip`` (``module.``, ``backbone.``) are removed first.
+            Use ``hf_to_official_encoder`` for Hugging Face state dicts.
+        strict: when True (default), keys the model has no place for are an error; with
+            False they are skipped and listed in ``report.unexpected``.
+        allow_missing: when False (default), keys the model needs but the state dict lacks
+            are an error; with True those weights keep their current values.
+        strip: prefixes to strip (``()`` to keep keys as they are).
+
+    Returns:
+        A ``PortReport`` (``loaded``, ``missing``, ``unexpected``, ``dropped``).
+
+    Raises:
+        ValueError: on a shape mismatch (naming the key, the checkpoint's shape and the
+            model's, both in the official layout), on missing keys unless
+            ``allow_missing``, on unexpected keys when ``strict``. Nothing is written
+            unless every check passes.
+    """
+    entries = _encoder_entries(model)
+    state = strip_prefixes(state_dict, strip) if strip else dict(state_dict)
+    dropped = []
+    if model.position_embedding == "rope" and "pos_embed" in state:
+        state.pop("pos_embed")
+        dropped.append("pos_embed")
+    missing = [key for key in entries if key not in state]
+    unexpected = sorted(key for key in state if key not in entries)
+    problems = []
+    if missing and not allow_missing:
+        problems.append(
+            f"missing keys ({len(missing)}): {', '.join(missing)}. The checkpoint does not "
+            "hold these weights of the model; check the architecture (depth, qkv_bias, "
+            "position_embedding, output_dim) or pass allow_missing=True to keep their "
+            "current values"
+        )
+    if unexpected and strict:
+        problems.append(
+            f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}. The model has "
+            "no place for these; check the architecture, or pass strict=False to skip them"
+        )
+    writes = []
+    for key, (variable, layout) in entries.items():
+        if key not in state:
+            continue
+        source = to_numpy(state[key])
+        expected = _official_shape(variable.shape, layout)
+        value = _to_keras_layout(source, layout)
+        if value is None or tuple(source.shape) != expected:
+            raise ValueError(
+                f"Shape mismatch for {key!r}: the checkpoint has shape "
+                f"{tuple(source.shape)}, the model expects {expected} (official layout; "
+                f"Keras variable {variable.path!r} of shape {tuple(variable.shape)}). "
+                "Build the model with the checkpoint's architecture (width, depth, heads, "
+                "MLP ratio, patch/tubelet size, image size and frames for pos_embed)."
+            )
+        if not np.issubdtype(source.dtype, np.floating):
+            raise ValueError(
+                f"{key!r} holds dtype {source.dtype}; expected floating point weights."
+            )
+        writes.append((key, variable, value))
+    if problems:
+        raise ValueError("Cannot load the encoder state dict: " + "; ".join(problems) + ".")
+    for _, variable, value in writes:
+        variable.assign(np.ascontiguousarray(value, dtype=np.float32))
+    return PortReport(
+        loaded=[key for key, _, _ in writes],
+        missing=missing,
+        unexpected=unexpected,
+        dropped=dropped,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Hugging Face transformers -> official names
+# ---------------------------------------------------------------------------------------
+
+# Per-block module names: Hugging Face (transformers 4.x checkpoints, 5.x modules, V-JEPA 2)
+# -> official. q/k/v are handled separately.
+_HF_BLOCK_MODULES = {
+    "layernorm_before": "norm1",
+    "norm1": "norm1",
+    "layernorm_after": "norm2",
+    "norm2": "norm2",
+    "attention.output.dense": "attn.proj",  # I-JEPA, transformers 4.x checkpoints
+    "attention.o_proj": "attn.proj",  # I-JEPA, transformers 5.x modules
+    "attention.proj": "attn.proj",  # V-JEPA 2
+    "attention.attention.proj": "attn.proj",  # V-JEPA 2, early conversions
+    "intermediate.dense": "mlp.fc1",
+    "mlp.fc1": "mlp.fc1",
+    "output.dense": "mlp.fc2",
+    "mlp.fc2": "mlp.fc2",
+}
+_HF_QKV_MODULES = {}
+for _wrap in ("attention.attention.", "attention."):
+    for _name, _slot in (("query", 0), ("key", 1), ("value", 2)):
+        _HF_QKV_MODULES[_wrap + _name] = _slot
+for _name, _slot in (("q_proj", 0), ("k_proj", 1), ("v_proj", 2)):
+    _HF_QKV_MODULES["attention." + _name] = _slot
+
+_HF_TOP_MODULES = {
+    "embeddings.patch_embeddings.projection": "patch_embed.proj",  # I-JEPA
+    "encoder.embeddings.patch_embeddings.proj": "patch_embed.proj",  # V-JEPA 2
+    "layernorm": "norm",  # I-JEPA
+    "encoder.layernorm": "norm",  # V-JEPA 2
+}
+_HF_POS_KEYS = ("embeddings.position_embeddings", "encoder.embeddings.position_embeddings")
+_HF_BLOCK_RE = re.compile(r"^(?:encoder\.layer|layers)\.(\d+)\.(.+)\.(weight|bias)$")
+
+
+def hf_to_official_encoder(state_dict):
+    """Renames a Hugging Face I-JEPA / V-JEPA 2 state dict to official encoder keys.
+
+    Accepts ``IJepaModel`` (the transformers 4.x checkpoint names ``encoder.layer.{i}
+    .attention.attention.query`` ... ``intermediate.dense`` / ``output.dense`` and the 5.x
+    module names ``layers.{i}.attention.q_proj`` ... ``mlp.fc1``), ``VJEPA2Model``
+    (``encoder.layer.{i}.attention.query`` ... ``norm1``), and their classification
+    wrappers (``ijepa.`` / ``vjepa2.`` prefixes). ``query``, ``key`` and ``value`` are
+    concatenated along the output axis into ``attn.qkv`` in q | k | v order (the official
+    fused layout, heads contiguous inside each). The predictor, pooler and classifier of
+    those models are left out; any other unrecognised key is kept under its own name, so
+    ``assign_encoder_weights`` reports it as unexpected.
+
+    Returns:
+        A new ``{official key: numpy array}`` dict.
+
+    Raises:
+        ValueError: a block has only some of ``query``/``key``/``value``.
+    """
+    state = strip_prefixes(state_dict, HF_PREFIXES)
+    out = {}
+    qkv = {}
+    for key, value in state.items():
+        if key.startswith(HF_NON_ENCODER_PREFIXES):
+            continue
+        if key in _HF_POS_KEYS:
+            out["pos_embed"] = to_numpy(value)
+            continue
+        match = _HF_BLOCK_RE.match(key)
+        if match:
+            index, module, kind = match.groups()
+            if module in _HF_QKV_MODULES:
+                qkv.setdefault((int(index), kind), [None, None, None])
+                qkv[(int(index), kind)][_HF_QKV_MODULES[module]] = (key, value)
+                continue
+            if module in _HF_BLOCK_MODULES:
+                out[f"blocks.{index}.{_HF_BLOCK_MODULES[module]}.{kind}"] = to_numpy(value)
+                continue
+        module, _, kind = key.rpartition(".")
+        if module in _HF_TOP_MODULES and kind in ("weight", "bias"):
+            out[f"{_HF_TOP_MODULES[module]}.{kind}"] = to_numpy(value)
+            continue
+        out[key] = to_numpy(value)
+    for (index, kind), parts in sorted(qkv.items()):
+        absent = [name for name, part in zip(("query", "key", "value"), parts) if part is None]
+        if absent:
+            present = [part[0] for part in parts if part is not None]
+            raise ValueError(
+                f"Block {index} {kind}: found {present} but not the {absent} projection(s); "
+                "query, key and value are fused into one qkv and must all be present."
+            )
+        out[f"blocks.{index}.attn.qkv.{kind}"] = np.concatenate(
+            [to_numpy(part[1]) for part in parts], axis=0
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Hugging Face config -> VisionTransformer config
+# ---------------------------------------------------------------------------------------
+
+
+def _config_get(config, name, default=None):
+    if isinstance(config, dict):
+        return config.get(name, default)
+    return getattr(config, name, default)
+
+
+def _mlp_ratio(hidden, intermediate):
+    """A float ratio with ``int(hidden * ratio) == intermediate`` (the Keras MLP width)."""
+    ratio = intermediate / hidden
+    while int(hidden * ratio) < intermediate:
+        ratio = float(np.nextafter(ratio, np.inf))
+    return ratio
+
+
+def _single(value, name):
+    if isinstance(value, (list, tuple)):
+        if len(set(value)) != 1:
+            raise ValueError(f"{name} {value} is not square; keras_jepa uses square patches.")
+        return int(value[0])
+    return int(value)
+
+
+def vit_config_from_hf(config):
+    """``VisionTransformer`` keyword arguments equal to a Hugging Face encoder config.
+
+    Args:
+        config: an ``IJepaConfig`` / ``VJEPA2Config`` object, or the ``config.json`` dict
+            (``model_type`` ``"ijepa"`` or ``"vjepa2"``).
+
+    I-JEPA gives an image model with a stored sin-cos table (``position_embedding=
+    "sincos"``, ``sincos_order="wh"``: the released tables put the column index first;
+    the table itself is overwritten by the checkpoint's ``pos_embed``). V-JEPA 2 gives a
+    video model (``num_frames=frames_per_clip``, ``image_size=crop_size``) with
+    ``position_embedding="rope"`` and ``rope_tiled=True`` (the frequency layout of the
+    released weights, which transformers keeps). ``layer_norm_epsilon`` is taken from the
+    config: the released checkpoints use 1e-6 (``IJepaConfig``'s own default is 1e-12).
+    """
+    model_type = _config_get(config, "model_type")
+    act = _config_get(config, "hidden_act", "gelu")
+    if act != "gelu":
+        raise ValueError(
+            f"hidden_act={act!r} is not supported; keras_jepa's MLP uses the exact (erf) "
+            "GELU, Hugging Face's 'gelu'."
+        )
+    hidden = int(_config_get(config, "hidden_size"))
+    common = dict(
+        hidden_dim=hidden,
+        depth=int(_config_get(config, "num_hidden_layers")),
+        num_heads=int(_config_get(config, "num_attention_heads")),
+        qkv_bias=bool(_config_get(config, "qkv_bias", True)),
+        layer_norm_epsilon=float(_config_get(config, "layer_norm_eps")),
+        patch_size=_single(_config_get(config, "patch_size"), "patch_size"),
+    )
+    if model_type == "ijepa":
+        image_size = _config_get(config, "image_size")
+        if isinstance(image_size, (list, tuple)):
+            image_size = [int(s) for s in image_size]
+        else:
+            image_size = int(image_size)
+        return dict(
+            image_size=image_size,
+            num_frames=None,
+            num_channels=int(_config_get(config, "num_channels", 3)),
+            mlp_ratio=_mlp_ratio(hidden, int(_config_get(config, "intermediate_size"))),
+            position_embedding="sincos",
+            sincos_order="wh",
+            **common,
+        )
+    if model_type == "vjepa2":
+        mlp_ratio = float(_config_get(config, "mlp_ratio", 4.0))
+        return dict(
+            image_size=int(_config_get(config, "crop_size")),
+            num_frames=int(_config_get(config, "frames_per_clip")),
+            tubelet_size=int(_config_get(config, "tubelet_size", 2)),
+            num_channels=int(_config_get(config, "in_chans", 3)),
+            mlp_ratio=_mlp_ratio(hidden, int(hidden * mlp_ratio)),
+            position_embedding="rope",
+            rope_tiled=True,
+            drop_path_rate=float(_config_get(config, "drop_path_rate", 0.0)),
+            **common,
+        )
+    raise ValueError(
+        f"Unsupported Hugging Face model_type {model_type!r}; expected 'ijepa' or 'vjepa2'."
+    )
+
+
+def vision_transformer_from_hf(config, state_dict=None, strict=True, **overrides):
+    """Builds the ``VisionTransformer`` of a Hugging Face config and, if given, loads a
+    Hugging Face state dict into it (through ``hf_to_official_encoder``).
+
+    ``overrides`` replace fields of ``vit_config_from_hf(config)`` (e.g. ``dtype``).
+    Returns ``(model, report)``; ``report`` is None without a state dict.
+    """
+    from keras_jepa.models.vision_transformer import VisionTransformer
+
+    model = VisionTransformer(**{**vit_config_from_hf(config), **overrides})
+    report = None
+    if state_dict is not None:
+        report = assign_encoder_weights(
+            model, hf_to_official_encoder(state_dict), strict=strict, strip=()
+        )
+    return model, report

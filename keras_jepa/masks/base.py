@@ -1,0 +1,245 @@
+"""Shared machinery of the mask samplers: seeding, resumable step counter, static budgets.
+
+Everything here is numpy; the samplers run in the data pipeline (possibly in worker processes)
+and hand plain ``int32`` arrays to the model.
+"""
+
+import numbers
+
+import numpy as np
+
+# Seed of the Monte Carlo estimate of the default token budgets. It is fixed (not the user's
+# seed) so that the shapes a sampler emits are a function of its configuration alone.
+BUDGET_SEED = 20240611
+# Number of independent rows drawn by the budget estimate.
+BUDGET_ROWS = 16384
+# Redraws allowed for a row whose mask is invalid before the sampler gives up.
+MAX_REDRAWS = 1000
+
+_BUDGET_CACHE = {}
+
+
+def check_int(name, value, minimum=None, maximum=None):
+    """Returns ``value`` as an ``int`` or raises a ``ValueError`` naming it."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"`{name}` must be an integer, got {value!r}.")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"`{name}` must be <= {maximum}, got {value}.")
+    return value
+
+
+def check_range(name, value, low=None, high=None, low_open=False):
+    """Checks a ``(min, max)`` pair of numbers with ``low <= min <= max <= high``.
+
+    ``low_open=True`` makes the lower bound strict (``min > low``).
+    """
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a pair (min, max) of numbers, got {value!r}.") from None
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
+        raise ValueError(f"`{name}` must be a finite pair with min <= max, got {value!r}.")
+    if low is not None and (lo <= low if low_open else lo < low):
+        sign = ">" if low_open else ">="
+        raise ValueError(f"`{name}` values must be {sign} {low}, got {value!r}.")
+    if high is not None and hi > high:
+        raise ValueError(f"`{name}` values must be <= {high}, got {value!r}.")
+    return (lo, hi)
+
+
+def check_grid(grid_size, ndim, minimum=1):
+    """Normalises ``grid_size`` to a tuple of ``ndim`` positive ints (an int means square)."""
+    if isinstance(grid_size, numbers.Integral) and not isinstance(grid_size, bool) and ndim == 2:
+        grid_size = (grid_size, grid_size)
+    try:
+        grid = tuple(grid_size)
+    except TypeError:
+        raise ValueError(f"`grid_size` must be a tuple of {ndim} ints, got {grid_size!r}.") from None
+    if len(grid) != ndim:
+        raise ValueError(f"`grid_size` must have {ndim} entries, got {grid_size!r}.")
+    for g in grid:
+        if isinstance(g, bool) or not isinstance(g, numbers.Integral) or g < minimum:
+            raise ValueError(f"`grid_size` entries must be ints >= {minimum}, got {grid_size!r}.")
+    return tuple(int(g) for g in grid)
+
+
+def _index_bits(n):
+    return max(1, int(n - 1).bit_length())
+
+
+def random_sort_keys(rng, shape, n):
+    """Integer sort keys ``random << bits | index`` over the last axis (length ``n``).
+
+    Sorting them orders each row's indices uniformly at random; ``key & index_mask(n)``
+    recovers the index. Sorting integers is several times faster than ``argsort``. The random
+    part has at least 20 bits (int32, ``n <= 1024``) or 30 bits (int64); equal random
+    parts, which are rare, fall back to index order.
+    """
+    bits = _index_bits(n)
+    dtype = _key_dtype(n)
+    random_bits = (30 if dtype == np.int32 else 61) - bits
+    keys = rng.integers(0, 1 << random_bits, size=shape, dtype=dtype) << bits
+    keys |= np.arange(n, dtype=dtype)
+    return keys
+
+
+def _key_dtype(n):
+    return np.int32 if _index_bits(n) <= 10 else np.int64
+
+
+def index_mask(n):
+    return (1 << _index_bits(n)) - 1
+
+
+def fit_rows(mask, k, rng, keep_first=False):
+    """Turns a boolean ``(R, N)`` mask into ``(R, k)`` sorted ``int32`` token indices.
+
+    A row with more than ``k`` selected tokens keeps ``k`` of them: a uniform random subset, or
+    the ``k`` lowest indices when ``keep_first`` (the official collators' truncation). A row
+    with fewer keeps all of them and repeats some, each repeat drawn uniformly from the row's
+    tokens; after sorting the repeats sit next to their original. Every row must select at
+    least one token.
+    """
+    rows, n = mask.shape
+    if keep_first:
+        keys = np.broadcast_to(np.arange(n, dtype=_key_dtype(n)), (rows, n))
+    else:
+        keys = random_sort_keys(rng, (rows, n), n)
+    # Unselected tokens get the top bit of the key's range and sort last.
+    flag = keys.dtype.type(1 << (8 * keys.dtype.itemsize - 2))
+    keys = np.where(mask, keys, keys | flag)
+    keys.sort(axis=1)
+    chosen = keys[:, :k] & index_mask(n)
+    counts = mask.sum(axis=1)
+    short = np.flatnonzero(counts < k)
+    if short.size:
+        # The first `count` picks of a short row are its tokens; replace the rest with tokens of
+        # the same row drawn uniformly with replacement.
+        have = counts[short][:, None]
+        draw = (rng.random((short.size, k)) * have).astype(np.int64)
+        picks = chosen[short]
+        chosen[short] = np.where(np.arange(k) < have, picks, np.take_along_axis(picks, draw, 1))
+    chosen = chosen.astype(np.int32)
+    chosen.sort(axis=1)
+    return chosen
+
+
+def first_occurrence_mask(indices):
+    """``True`` where an index differs from its left neighbour, ``False`` at a repeat.
+
+    Samplers pad a short mask by repeating some of its tokens and sort every row, so repeats are
+    adjacent; this mask lets a loss count every distinct target token once.
+
+    Example:
+
+    >>> first_occurrence_mask(np.array([[0, 3, 3, 7]])).tolist()
+    [[True, True, False, True]]
+    """
+    indices = np.asarray(indices)
+    first = np.ones(indices.shape, dtype=bool)
+    first[..., 1:] = indices[..., 1:] != indices[..., :-1]
+    return first
+
+
+def cached_budget(key, estimate):
+    """Memoises ``estimate()`` (a Monte Carlo budget estimate) under a configuration key."""
+    if key not in _BUDGET_CACHE:
+        _BUDGET_CACHE[key] = estimate()
+    return _BUDGET_CACHE[key]
+
+
+def expected_batch_min(lengths, groups, batch_size, cap=None):
+    """Expected minimum over a batch of ``batch_size`` rows of a mask's length, rounded.
+
+    The official collators draw block sizes once per batch and then truncate every mask of
+    the batch to the batch minimum. ``lengths`` are untruncated lengths of independent rows and
+    ``groups`` (one row of size parameters per length) their block sizes. Given a group, the
+    expected minimum of ``batch_size`` independent lengths is ``sum_k P(L >= k) ** batch_size``
+    (``k >= 1``, up to ``cap`` if given); it is averaged over the groups with their frequencies.
+    Using every row's length, not one minimum per simulated batch, makes the estimate precise.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+    groups = np.asarray(groups).reshape(lengths.size, -1)
+    _, inverse, sizes = np.unique(groups, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    top = int(lengths.max()) if cap is None else int(min(cap, lengths.max()))
+    total = 0.0
+    for group, size in enumerate(sizes):
+        hist = np.bincount(lengths[inverse == group], minlength=top + 1)
+        survival = np.cumsum(hist[::-1])[::-1] / size
+        total += size / lengths.size * float(np.sum(survival[1 : top + 1] ** batch_size))
+    return max(1, int(np.round(total)))
+
+
+class MaskSampler:
+    """Base class: seeding, the step counter and the output contract.
+
+    Subclasses implement ``_sample(rng, batch_size)`` returning the output dict, and set
+    ``grid_size``. A call draws from ``np.random.default_rng([seed, step])``, so a batch is a
+    pure function of ``(seed, step)``.
+    """
+
+    def __init__(self, grid_size, seed=0):
+        self.grid_size = grid_size
+        self.num_tokens = int(np.prod(grid_size))
+        self.seed = check_int("seed", seed, minimum=0)
+        self.step = 0
+
+    @property
+    def state(self):
+        """The resumable state: ``{"step": next step drawn when step=None}``."""
+        return {"step": self.step}
+
+    def set_state(self, state):
+        """Restores a state returned by ``state`` (e.g. from a checkpoint)."""
+        if not isinstance(state, dict) or "step" not in state:
+            raise ValueError(f"`state` must be a dict with a 'step' entry, got {state!r}.")
+        self.step = check_int("state['step']", state["step"], minimum=0)
+
+    def __call__(self, batch_size, step=None):
+        """Draws the masks of one batch.
+
+        Args:
+            batch_size: number of rows of every returned array.
+            step: the batch's step. ``None`` uses the internal counter and advances it; an
+                explicit step leaves the counter alone (use it in worker processes, which each
+                hold a copy of the sampler).
+
+        Returns:
+            ``{"context_indices": [int32 (B, Kc), ...], "target_indices": [int32 (B, Kt), ...]}``
+            with flat row-major token indices, sorted within each row.
+        """
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        if step is None:
+            step = self.step
+            self.step += 1
+        else:
+            step = check_int("step", step, minimum=0)
+        rng = np.random.default_rng([self.seed, step])
+        return self._sample(rng, batch_size)
+
+    def output_shapes(self, batch_size):
+        """The shapes every call with ``batch_size`` returns (e.g. for a ``tf.data`` signature)."""
+        return {
+            "context_indices": [(batch_size, k) for k in self._context_budgets()],
+            "target_indices": [(batch_size, k) for k in self._target_budgets()],
+        }
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def _sample(self, rng, batch_size):
+        raise NotImplementedError
+
+    def _context_budgets(self):
+        raise NotImplementedError
+
+    def _target_budgets(self):
+        raise NotImplementedError
+
+    def get_config(self):
+        raise NotImplementedError
