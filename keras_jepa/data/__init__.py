@@ -1,7 +1,7 @@
 """Datasets, transforms and synthetic data (numpy; they run in the input pipeline)."""
 
 from keras_jepa.data.embedded import load_digits
-from keras_jepa.data.file_dataset import FileDataset, SkipSample, scan_folder
+from keras_jepa.data.file_dataset import EpochCallback, FileDataset, SkipSample, scan_folder
 from keras_jepa.data.image_folder import IMAGE_EXTENSIONS, ImageFolderDataset
 from keras_jepa.data.transforms import (
     IMAGENET_MEAN,

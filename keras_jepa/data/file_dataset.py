@@ -15,6 +15,13 @@ with PyDataset's own ``workers`` / ``use_multiprocessing``:
   so the result does not depend on the number or kind of workers, nor on the order in which
   Keras asks for batches, and a resumed run (``set_epoch``) sees the same data.
 
+Epochs. The dataset advances its epoch in ``on_epoch_end``. ``fit`` cannot tell it where a
+resumed run starts, and Keras ends an extra "epoch" when it reads a batch to build an
+unbuilt model, so pass ``dataset.epoch_callback()`` to ``fit`` (it calls ``set_epoch`` with
+``fit``'s epoch) when runs must be reproducible or resumable, and build the model before
+``fit``: with ``workers > 1`` Keras also hands out the batches it prefetched during that
+build first.
+
 Skipped files. A file that cannot be decoded (or, for video, is too short) is marked in a
 status array shared with worker processes (an anonymous shared-memory buffer, inherited by
 forked workers and passed to spawned ones), warned about once, and replaced by the next
@@ -46,6 +53,12 @@ class SkipSample(Exception):
     Args:
         reason: one of the dataset's ``skip_reasons`` (e.g. ``"unreadable"``).
         message: what was wrong, for the warning.
+
+    Example:
+
+    >>> error = SkipSample("too_short", "5 frames; a clip needs 64")
+    >>> error.reason, str(error)
+    ('too_short', 'too_short: 5 frames; a clip needs 64')
     """
 
     def __init__(self, reason, message):
@@ -158,6 +171,35 @@ class FileDataset(keras.utils.PyDataset):
     and is returned as ``{data_key: (B, ...) float32, **masks, "labels": (B,) int32}``
     (``"labels"`` only when there are labels), with the masks from
     ``mask_sampler(B, step)`` at the global step ``e * len(dataset) + i``.
+
+    Args:
+        paths: the files.
+        labels: ``None`` or one int per file.
+        batch_size, shuffle, seed, drop_remainder, mask_sampler: see
+            :class:`~keras_jepa.data.ImageFolderDataset`.
+        transform: callable applied to what ``read`` returns (``rng=`` is passed when it
+            takes one), or ``None`` to only convert to ``float32``.
+        class_names: optional names of the labels.
+        workers, use_multiprocessing, max_queue_size: ``keras.utils.PyDataset`` options.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> class NpyDataset(FileDataset):
+    ...     data_key = "arrays"
+    ...     def read(self, path, rng):
+    ...         try:
+    ...             return np.load(path)
+    ...         except OSError as error:
+    ...             raise SkipSample("unreadable", str(error))
+    >>> root = tempfile.mkdtemp()
+    >>> paths = [os.path.join(root, f"{i}.npy") for i in range(4)]
+    >>> for i, path in enumerate(paths):
+    ...     np.save(path, np.full((2,), i))
+    >>> ds = NpyDataset(paths, None, batch_size=2, transform=None, shuffle=False)
+    >>> ds[1]["arrays"].tolist()
+    [[2.0, 2.0], [3.0, 3.0]]
     """
 
     data_key = None
@@ -342,7 +384,7 @@ class FileDataset(keras.utils.PyDataset):
                 f"replaced by another file; {self.num_skipped} file(s) skipped so far "
                 f"(see .skipped).",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=2,
             )
 
     def _sample_at(self, order, epoch, position):

@@ -1,9 +1,11 @@
 """``ImageFolderDataset``: batches of augmented images from a folder or a list of files.
 
-Loading runs in ``keras.utils.PyDataset`` workers (threads by default; see
-``keras_jepa/data/file_dataset.py`` for why PyDataset rather than ``tf.data`` or grain):
-PIL decodes and resizes in C without holding the GIL, so ``workers=2`` on two cores
-roughly doubles throughput, on every backend.
+Loader mechanism: ``keras.utils.PyDataset`` with its ``workers`` (threads by default,
+processes with ``use_multiprocessing=True``). It feeds ``fit`` on JAX, PyTorch and
+TensorFlow alike; ``tf.data`` would make TensorFlow a requirement for JAX and PyTorch users,
+and ``grain`` is not installed. PIL decodes and resizes in C without holding the GIL, so
+thread workers run in parallel without pickling whole batches between processes (details in
+``keras_jepa/data/file_dataset.py``).
 """
 
 import os

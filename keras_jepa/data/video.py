@@ -9,15 +9,15 @@ without the GIL; see ``keras_jepa/data/file_dataset.py`` for why PyDataset rathe
 
 Clip sampling follows the official V-JEPA loader. The video is cut into ``num_clips`` equal
 segments and one clip is taken from each: a window of ``frames_per_clip * frame_step``
-frames starting at a uniformly random frame of the segment (or at its first frame), with
-``frames_per_clip`` indices ``floor(linspace(start, start + window, frames_per_clip))``
-clipped to the window. That is the official rule: the indices span the whole window, so
-their spacing is ``window / (frames_per_clip - 1)`` (4.27 frames for 16 x 4) rather than
-exactly ``frame_step``; ``exact_stride=True`` takes ``start + frame_step * arange(T)``
-instead. Differences from the official loader: the start is uniform over every window that
-fits (the official draw never picks the last one), and a segment shorter than the window
-makes the video "too short" and skipped (``short_videos="pad"`` keeps the official
-behaviour: evenly spaced frames over the segment, then the last frame repeated).
+frames whose start is uniform in ``[0, segment - window)`` (the official draw, which never
+picks the very last window; or the segment's first frame), with ``frames_per_clip`` indices
+``floor(linspace(start, start + window, frames_per_clip))`` clipped to the window. Those are
+the official rules, quirks included: the indices span the whole window, so their spacing is
+``window / (frames_per_clip - 1)`` (4.27 frames for 16 x 4) rather than exactly
+``frame_step``; ``exact_stride=True`` takes ``start + frame_step * arange(T)`` instead.
+One difference from the official loader: a segment shorter than the window makes the video
+"too short" and skipped (``short_videos="pad"`` keeps the official behaviour: evenly spaced
+frames over the segment, then its last frame repeated).
 """
 
 import os
@@ -102,7 +102,9 @@ def clip_indices(
     clips = []
     for i in range(num_clips):
         if segment >= window:
-            start = int(rng.integers(0, segment - window + 1)) if random_start else 0
+            # Official draw: the window's end is uniform in [window, segment), so the last
+            # window that fits is never drawn (and a segment of exactly one window starts at 0).
+            start = int(rng.integers(0, max(segment - window, 1))) if random_start else 0
             if exact_stride:
                 offsets = frame_step * np.arange(frames_per_clip)
             else:
@@ -129,21 +131,36 @@ class VideoReader:
 
     Args:
         container: an open ``av`` input container.
+        threads: decoder threads (0: FFmpeg's choice). The default 1 suits loaders whose
+            parallelism comes from several workers.
 
     Example:
 
-    >>> import av  # doctest: +SKIP
-    >>> with av.open("clip.mp4") as container:  # doctest: +SKIP
+    >>> import os, tempfile
+    >>> import av, numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "grey.mp4")
+    >>> with av.open(path, "w") as out:
+    ...     stream = out.add_stream("libx264", rate=25)
+    ...     stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+    ...     for i in range(10):
+    ...         frame = np.full((32, 32, 3), 20 * i, "uint8")
+    ...         out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+    ...     out.mux(stream.encode(None))
+    >>> with av.open(path) as container:
     ...     reader = VideoReader(container)
-    ...     frames = reader.frames([0, 4, 8])
+    ...     frames = reader.frames([2, 6])
+    >>> reader.num_frames, [round(np.asarray(frames[i]).mean() / 20) for i in (2, 6)]
+    (10, [2, 6])
     """
 
-    def __init__(self, container):
+    def __init__(self, container, threads=1):
         if not container.streams.video:
             raise SkipSample("unreadable", "no video stream")
         self.container = container
         self.stream = container.streams.video[0]
-        self.stream.thread_type = "AUTO"
+        self.stream.codec_context.thread_count = int(threads)
+        if threads != 1:
+            self.stream.thread_type = "AUTO"
         self.rate = self.stream.average_rate or self.stream.guessed_rate
         self.start = self.stream.start_time or 0
         self.num_frames = self._count_frames()
@@ -177,7 +194,11 @@ class VideoReader:
             self.container.seek(0)
             found = self._decode(wanted, use_pts=False)
         if not found:
-            raise SkipSample("unreadable", "no frame could be decoded")
+            raise SkipSample(
+                "unreadable",
+                f"no frame from index {wanted[0]} on could be decoded (the file announces "
+                f"{self.num_frames} frames)",
+            )
         if len(found) < len(wanted):
             if len(found) < _MIN_DECODED_FRACTION * len(wanted):
                 raise SkipSample(
@@ -265,6 +286,8 @@ class VideoDataset(FileDataset):
         shuffle, seed, drop_remainder, mask_sampler: as in
             :class:`~keras_jepa.data.ImageFolderDataset`.
         extensions: file endings to keep when scanning a folder.
+        decode_threads: FFmpeg threads per decode (default 1: parallelism comes from
+            ``workers``; 0 lets FFmpeg choose, for ``workers=1`` on a many-core machine).
         workers, use_multiprocessing, max_queue_size: ``keras.utils.PyDataset`` options.
 
     Example:
@@ -307,6 +330,7 @@ class VideoDataset(FileDataset):
         drop_remainder=True,
         mask_sampler=None,
         extensions=VIDEO_EXTENSIONS,
+        decode_threads=1,
         workers=1,
         use_multiprocessing=False,
         max_queue_size=10,
@@ -349,6 +373,11 @@ class VideoDataset(FileDataset):
         self.random_clip_start = bool(random_clip_start)
         self.short_videos = short_videos
         self.exact_stride = bool(exact_stride)
+        if not isinstance(decode_threads, (int, np.integer)) or decode_threads < 0:
+            raise ValueError(
+                f"decode_threads must be a non-negative int; got {decode_threads!r}."
+            )
+        self.decode_threads = int(decode_threads)
         super().__init__(
             paths,
             labels,
@@ -383,7 +412,7 @@ class VideoDataset(FileDataset):
 
         try:
             with av.open(path, metadata_errors="ignore") as container:
-                reader = VideoReader(container)
+                reader = VideoReader(container, threads=self.decode_threads)
                 indices = self.clip_indices(reader.num_frames, rng)
                 frames = reader.frames(indices.ravel())
         except SkipSample:

@@ -11,8 +11,10 @@ import numpy as np
 # Seed of the Monte Carlo estimate of the default token budgets. It is fixed (not the user's
 # seed) so that the shapes a sampler emits are a function of its configuration alone.
 BUDGET_SEED = 20240611
-# Number of independent rows drawn by the budget estimate.
+# Number of independent rows (images or videos) drawn by the budget estimates: enough for a
+# standard error below one token with the official configs.
 BUDGET_ROWS = 16384
+BUDGET_ROWS_3D = 32768
 # Redraws allowed for a row whose mask is invalid before the sampler gives up.
 MAX_REDRAWS = 1000
 
@@ -70,28 +72,30 @@ def _index_bits(n):
     return max(1, int(n - 1).bit_length())
 
 
-def random_sort_keys(rng, shape, n):
-    """Integer sort keys ``random << bits | index`` over the last axis (length ``n``).
-
-    Sorting them orders each row's indices uniformly at random; ``key & index_mask(n)``
-    recovers the index. Sorting integers is several times faster than ``argsort``. The random
-    part has at least 20 bits (int32, ``n <= 1024``) or 30 bits (int64); equal random
-    parts, which are rare, fall back to index order.
-    """
-    bits = _index_bits(n)
-    dtype = _key_dtype(n)
-    random_bits = (30 if dtype == np.int32 else 61) - bits
-    keys = rng.integers(0, 1 << random_bits, size=shape, dtype=dtype) << bits
-    keys |= np.arange(n, dtype=dtype)
-    return keys
-
-
 def _key_dtype(n):
-    return np.int32 if _index_bits(n) <= 10 else np.int64
+    return np.int32 if _index_bits(n) <= 12 else np.int64
 
 
 def index_mask(n):
+    """Bit mask that extracts the index from a key of ``random_sort_keys(..., n)``."""
     return (1 << _index_bits(n)) - 1
+
+
+def random_sort_keys(rng, shape, n):
+    """Distinct integer keys ``random << bits | index`` over the last axis (length ``n``).
+
+    Sorting them orders each row's indices uniformly at random, and ``key & index_mask(n)``
+    recovers the index; sorting or partitioning integers is several times faster than
+    ``argsort``. The random part has at least 18 bits (int32, ``n <= 4096``) or 33 bits
+    (int64); the rare equal random parts fall back to index order. Bit 30 (int32) or 62 (int64)
+    is left free for a caller's flag.
+    """
+    bits = _index_bits(n)
+    dtype = _key_dtype(n)
+    random_bits = (30 if dtype == np.int32 else 62) - bits
+    keys = rng.integers(0, 1 << random_bits, size=shape, dtype=dtype) << bits
+    keys |= np.arange(n, dtype=dtype)
+    return keys
 
 
 def fit_rows(mask, k, rng, keep_first=False):
@@ -104,27 +108,61 @@ def fit_rows(mask, k, rng, keep_first=False):
     least one token.
     """
     rows, n = mask.shape
-    if keep_first:
-        keys = np.broadcast_to(np.arange(n, dtype=_key_dtype(n)), (rows, n))
-    else:
+    if not keep_first:
+        # Keep the k smallest random keys of each row; unselected tokens carry a flag bit that
+        # puts them after every selected one.
         keys = random_sort_keys(rng, (rows, n), n)
-    # Unselected tokens get the top bit of the key's range and sort last.
-    flag = keys.dtype.type(1 << (8 * keys.dtype.itemsize - 2))
-    keys = np.where(mask, keys, keys | flag)
-    keys.sort(axis=1)
-    chosen = keys[:, :k] & index_mask(n)
+        keys |= (~mask).astype(keys.dtype) << (8 * keys.dtype.itemsize - 2)
+        kth = np.partition(keys, k - 1, axis=1)[:, k - 1 : k]
+        mask = mask & (keys <= kth)
+    # Flat positions of the selected tokens of all rows, row after row, ascending in each row.
+    flat = np.flatnonzero(mask)
     counts = mask.sum(axis=1)
+    starts = np.cumsum(counts) - counts
+    position = np.broadcast_to(np.arange(k), (rows, k))
     short = np.flatnonzero(counts < k)
     if short.size:
-        # The first `count` picks of a short row are its tokens; replace the rest with tokens of
-        # the same row drawn uniformly with replacement.
+        # A short row keeps all its tokens, then repeats tokens drawn uniformly from them.
         have = counts[short][:, None]
-        draw = (rng.random((short.size, k)) * have).astype(np.int64)
-        picks = chosen[short]
-        chosen[short] = np.where(np.arange(k) < have, picks, np.take_along_axis(picks, draw, 1))
-    chosen = chosen.astype(np.int32)
-    chosen.sort(axis=1)
-    return chosen
+        repeat = (rng.random((short.size, k)) * have).astype(np.int64)
+        position = position.copy()
+        position[short] = np.where(position[short] < have, position[short], repeat)
+    out = (flat[starts[:, None] + position] - (np.arange(rows) * n)[:, None]).astype(np.int32)
+    if short.size:
+        out[short] = np.sort(out[short], axis=1)
+    return out
+
+
+def block_offsets(block, grid):
+    """Sorted flat offsets of the tokens of a block of shape ``block`` (one size per grid axis)
+    whose first corner is at the origin of a row-major ``grid``: the block at corner ``c`` is
+    ``flat(c) + block_offsets(block, grid)``."""
+    strides = np.cumprod((1,) + tuple(grid[:0:-1]))[::-1]
+    offsets = np.zeros((), dtype=np.int64)
+    for size, stride in zip(block, strides):
+        offsets = offsets[..., None] + np.arange(size) * stride
+    return offsets.reshape(-1)
+
+
+def rows_mask(indices, n):
+    """Boolean ``(R, n)``: ``True`` at each row's ``indices`` (any shape ``(R, ...)``)."""
+    rows = indices.shape[0]
+    flat = indices.reshape(rows, -1) + (np.arange(rows) * n)[:, None]
+    mask = np.zeros(rows * n, dtype=bool)
+    mask[flat.reshape(-1)] = True
+    return mask.reshape(rows, n)
+
+
+def size_groups(sizes):
+    """Groups rows by their block sizes: yields ``(row_indices, sizes_of_the_group)``.
+
+    ``sizes`` is a list of int arrays of shape ``(R,)``; a group's sizes are Python ints.
+    """
+    table = np.stack(sizes, axis=1)
+    unique, inverse = np.unique(table, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    for group, values in enumerate(unique):
+        yield np.flatnonzero(inverse == group), tuple(int(v) for v in values)
 
 
 def first_occurrence_mask(indices):

@@ -5,16 +5,19 @@ import numbers
 import numpy as np
 
 from keras_jepa.masks.base import (
-    BUDGET_ROWS,
+    BUDGET_ROWS_3D,
     BUDGET_SEED,
     MAX_REDRAWS,
     MaskSampler,
+    block_offsets,
     cached_budget,
     check_grid,
     check_int,
     check_range,
     expected_batch_min,
     fit_rows,
+    rows_mask,
+    size_groups,
 )
 
 # The official configs of V-JEPA (ViT-L/H) and V-JEPA 2: 8 small and 2 large spatial blocks,
@@ -92,7 +95,7 @@ class MultiBlockMask3D(MaskSampler):
     expected length the official collator returns for that mask at the official per-device
     batch size (``reference_batch_size=24``): the collator truncates context and target to the
     batch minimum (the context also to ``max_keep`` if set), so this is the expected batch
-    minimum of the untruncated lengths, estimated once per configuration from 16384 rows drawn
+    minimum of the untruncated lengths, estimated once per configuration from 32768 videos drawn
     with a fixed seed (independent of ``seed``). A config may set ``num_context_tokens`` /
     ``num_target_tokens`` to override. A mask longer than its budget keeps its lowest indices
     when ``faithful`` (the official truncation: with tubes over the whole clip, this drops the
@@ -103,9 +106,9 @@ class MultiBlockMask3D(MaskSampler):
     Consequences: Kc + Kt < T*H*W, so, as in the official runs, some tokens are in neither set.
     The mean token counts match the official run with 24 clips per device, whatever the batch
     size here. Block geometry is never resampled. With the official configs on an 8x14x14 grid
-    the budgets are about Kc, Kt = 364, 748 (short-range) and 100, 1103 (long-range); about 1%
-    (short-range) and 4% (long-range) of contexts are shorter than Kc and carry repeats, which
-    get twice the attention weight as keys.
+    the budgets are Kc, Kt = 365, 750 (short-range) and 101, 1103 (long-range), against mean
+    official counts of 364, 748 and 100, 1103; about 3% of contexts are shorter than Kc and
+    carry repeats, which get twice the attention weight as keys.
 
     Args:
         grid_size: ``(T, H, W)`` token grid (``T`` = frames / tubelet size).
@@ -167,29 +170,35 @@ class MultiBlockMask3D(MaskSampler):
         w = np.clip(np.round(np.sqrt(keep / ratio)), 1, width)
         return t.astype(np.int64), h.astype(np.int64), w.astype(np.int64)
 
-    def _targets(self, rng, config, t, h, w):
-        """Boolean ``(R, T, H, W)``: union of ``num_blocks`` random blocks per row, plus the
-        time steps beyond ``max_temporal_keep``."""
+    def _draw(self, rng, config, rows, size):
+        """Untruncated targets of ``rows`` videos whose blocks have shape ``size = (t, h, w)``.
+
+        Blocks spanning the whole clip (tubes, as in the official configs) cover the same
+        spatial tokens in every frame, so they are drawn on the ``(H, W)`` grid only. Returns
+        ``(covered, tube)``: boolean ``(rows, H*W)`` if ``tube`` else ``(rows, T*H*W)``, before
+        the time steps beyond ``max_temporal_keep`` are added (see ``_expand``). Videos whose
+        context would be empty are redrawn (official rule).
+        """
         count = config["num_blocks"]
-        extents = []
-        for size, length in zip((t, h, w), self.grid_size):
-            start = (rng.random((size.size, count)) * (length - size + 1)[:, None]).astype(np.int64)
-            axis = np.arange(length)
-            extents.append((axis >= start[..., None]) & (axis < (start + size[:, None])[..., None]))
-        in_t, in_h, in_w = extents
-        covered = in_t[..., :, None, None] & in_h[..., None, :, None] & in_w[..., None, None, :]
-        covered = covered.any(axis=1)
         frames = self.grid_size[0]
         kept = max(1, int(frames * config["max_temporal_keep"]))
-        if kept < frames:
-            covered[:, kept:] = True
-        return covered
+        tube = size[0] == frames
+        grid, size_drawn = (self.grid_size[1:], size[1:]) if tube else (self.grid_size, size)
+        offsets = block_offsets(size_drawn, grid)
+        strides = np.cumprod((1,) + grid[:0:-1])[::-1]
+        cells = int(np.prod(grid))
+        # Tokens left for the context: the first `kept` time steps (all of them for a tube).
+        context_cells = cells if tube else kept * cells // frames
 
-    def _draw(self, rng, config, t, h, w):
-        """Untruncated boolean targets ``(R, N)`` for rows with block sizes ``t, h, w``;
-        the context is the complement."""
-        targets = self._targets(rng, config, t, h, w).reshape(t.size, self.num_tokens)
-        bad = np.flatnonzero(targets.all(axis=1))
+        def union(rows):
+            # Corners uniform on [0, length - size], bounds inclusive; floor(u * n) for speed.
+            corner = np.zeros((rows, count), dtype=np.int64)
+            for length, extent, stride in zip(grid, size_drawn, strides):
+                corner += (rng.random((rows, count)) * (length - extent + 1)).astype(np.int64) * stride
+            return rows_mask(corner[..., None] + offsets, cells)
+
+        covered = union(rows)
+        bad = np.flatnonzero(covered[:, :context_cells].all(axis=1))
         redraws = 0
         while bad.size:
             redraws += 1
@@ -199,36 +208,62 @@ class MultiBlockMask3D(MaskSampler):
                     f"{MAX_REDRAWS} draws in a row; lower `spatial_scale`, `temporal_scale` "
                     f"or `num_blocks`."
                 )
-            redraw = self._targets(rng, config, t[bad], h[bad], w[bad]).reshape(bad.size, -1)
-            targets[bad] = redraw
-            bad = bad[redraw.all(axis=1)]
-        return targets
+            redraw = union(bad.size)
+            covered[bad] = redraw
+            bad = bad[redraw[:, :context_cells].all(axis=1)]
+        return covered, tube
+
+    def _expand(self, config, covered, tube):
+        """Boolean targets ``(rows, N)`` from ``_draw``'s output: tubes tiled over time, and
+        the time steps beyond ``max_temporal_keep`` added to the target."""
+        frames = self.grid_size[0]
+        kept = max(1, int(frames * config["max_temporal_keep"]))
+        if tube:
+            covered = np.tile(covered, (1, frames))
+        if kept < frames:
+            covered[:, kept * (self.num_tokens // frames) :] = True
+        return covered
 
     def _estimate_budget(self, index):
         """Default (Kc, Kt) of config ``index``: expected batch minimum of the untruncated
-        lengths at the reference batch size, from ``BUDGET_ROWS`` rows drawn with
+        lengths at the reference batch size, from ``BUDGET_ROWS_3D`` videos drawn with
         ``BUDGET_SEED``."""
         config = self.configs[index]
         rng = np.random.default_rng(BUDGET_SEED)
-        t, h, w = self._block_sizes(rng, config, BUDGET_ROWS)
-        chunk = max(1, (1 << 22) // (self.num_tokens * config["num_blocks"]))
-        target_lengths = []
-        for i in range(0, BUDGET_ROWS, chunk):
-            part = slice(i, i + chunk)
-            target_lengths.append(self._draw(rng, config, t[part], h[part], w[part]).sum(axis=1))
-        target_lengths = np.concatenate(target_lengths)
-        groups = np.stack([t, h, w], axis=1)
-        size = self.reference_batch_size
+        sizes = self._block_sizes(rng, config, BUDGET_ROWS_3D)
+        whole = np.all([size == length for size, length in zip(sizes, self.grid_size)], axis=0)
+        if whole.any():
+            raise ValueError(
+                f"`configs[{index}]` = {config} can draw a block covering the whole "
+                f"{self.grid_size} grid, which leaves no context; lower `spatial_scale` or "
+                f"`temporal_scale`."
+            )
+        frames = self.grid_size[0]
+        kept = max(1, int(frames * config["max_temporal_keep"]))
+        spatial = self.num_tokens // frames
+        chunk = max(1, (1 << 20) // self.num_tokens)
+        target_lengths = np.empty(BUDGET_ROWS_3D, dtype=np.int64)
+        for rows, size in size_groups(sizes):
+            for start in range(0, rows.size, chunk):
+                part = rows[start : start + chunk]
+                covered, tube = self._draw(rng, config, part.size, size)
+                if tube:  # the same spatial cells in each kept frame, every token after
+                    lengths = covered.sum(axis=1) * kept + (frames - kept) * spatial
+                else:
+                    lengths = covered[:, : kept * spatial].sum(axis=1) + (frames - kept) * spatial
+                target_lengths[part] = lengths
+        groups = np.stack(sizes, axis=1)
+        batch = self.reference_batch_size
         return (
-            expected_batch_min(self.num_tokens - target_lengths, groups, size, cap=config["max_keep"]),
-            expected_batch_min(target_lengths, groups, size),
+            expected_batch_min(self.num_tokens - target_lengths, groups, batch, cap=config["max_keep"]),
+            expected_batch_min(target_lengths, groups, batch),
         )
 
     def _sample(self, rng, batch_size):
         contexts, targets = [], []
         for config, kc, kt in zip(self.configs, self.num_context_tokens, self.num_target_tokens):
-            t, h, w = (np.repeat(a, batch_size) for a in self._block_sizes(rng, config, 1))
-            target = self._draw(rng, config, t, h, w)
+            size = tuple(int(a[0]) for a in self._block_sizes(rng, config, 1))
+            target = self._expand(config, *self._draw(rng, config, batch_size, size))
             contexts.append(fit_rows(~target, kc, rng, keep_first=self.faithful))
             targets.append(fit_rows(target, kt, rng, keep_first=self.faithful))
         return {"context_indices": contexts, "target_indices": targets}

@@ -327,11 +327,11 @@ class VisionTransformer(Backbone):
             x = self.norm(x)
         return x
 
-    def compute_output_shape(self, input_shape, token_indices_shape=None):
-        n = self.num_tokens(input_shape)
+    def compute_output_shape(self, inputs_shape, token_indices_shape=None):
+        n = self.num_tokens(inputs_shape)
         if token_indices_shape is not None:
             n = token_indices_shape[-1]
-        return (input_shape[0], n, self.output_width)
+        return (inputs_shape[0], n, self.output_width)
 
     def get_config(self):
         config = super().get_config()
