@@ -19,7 +19,7 @@ class MLP(keras.layers.Layer):
     Example:
 
     >>> import numpy as np
-    >>> MLP(hidden_dim=16)(np.zeros((1, 3, 8), "float32")).shape
+    >>> tuple(MLP(hidden_dim=16)(np.zeros((1, 3, 8), "float32")).shape)
     (1, 3, 8)
     """
 

@@ -24,7 +24,7 @@ class PatchEmbedding(keras.layers.Layer):
     Example:
 
     >>> import numpy as np
-    >>> PatchEmbedding(8, patch_size=4)(np.zeros((2, 16, 16, 3), "float32")).shape
+    >>> tuple(PatchEmbedding(8, patch_size=4)(np.zeros((2, 16, 16, 3), "float32")).shape)
     (2, 16, 8)
     """
 

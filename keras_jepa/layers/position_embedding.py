@@ -189,7 +189,7 @@ class SinCosPositionEmbedding(keras.layers.Layer):
 
     >>> import numpy as np
     >>> layer = SinCosPositionEmbedding(grid_size=(4, 4))
-    >>> layer(np.zeros((2, 16, 8), "float32")).shape
+    >>> tuple(layer(np.zeros((2, 16, 8), "float32")).shape)
     (2, 16, 8)
     """
 

@@ -17,7 +17,8 @@ def gather_tokens(tokens, indices):
 
     >>> import numpy as np
     >>> x = np.arange(12, dtype="float32").reshape(1, 6, 2)
-    >>> np.asarray(gather_tokens(x, np.array([[4, 1]]))).tolist()
+    >>> import keras
+    >>> keras.ops.convert_to_numpy(gather_tokens(x, np.array([[4, 1]]))).tolist()
     [[[8.0, 9.0], [2.0, 3.0]]]
     """
     indices = ops.convert_to_tensor(indices)

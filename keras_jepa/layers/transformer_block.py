@@ -35,7 +35,7 @@ class TransformerBlock(keras.layers.Layer):
     Example:
 
     >>> import numpy as np
-    >>> TransformerBlock(num_heads=2)(np.zeros((1, 5, 8), "float32")).shape
+    >>> tuple(TransformerBlock(num_heads=2)(np.zeros((1, 5, 8), "float32")).shape)
     (1, 5, 8)
     """
 

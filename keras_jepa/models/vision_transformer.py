@@ -80,9 +80,9 @@ class VisionTransformer(Backbone):
 
     >>> import numpy as np
     >>> model = VisionTransformer.from_size("tiny", image_size=32, patch_size=16, depth=2)
-    >>> model(np.zeros((2, 32, 32, 3), "float32")).shape
+    >>> tuple(model(np.zeros((2, 32, 32, 3), "float32")).shape)
     (2, 4, 192)
-    >>> model(np.zeros((2, 32, 32, 3), "float32"), token_indices=np.array([[0, 3]] * 2)).shape
+    >>> tuple(model(np.zeros((2, 32, 32, 3), "float32"), token_indices=np.array([[0, 3]] * 2)).shape)
     (2, 2, 192)
     """
 
