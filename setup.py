@@ -34,7 +34,7 @@ EXTRAS = {
     "tensorflow": ["tensorflow-cpu>=2.21,<2.22"],
     "video": ["av>=12"],
     "hub": ["keras-hub>=0.32", "tensorflow>=2.21,<2.22"],
-    "test": ["pytest>=8", "av>=12", "matplotlib>=3.8"],
+    "test": ["pytest>=8", "av>=12", "matplotlib>=3.8", "transformers>=5"],
 }
 EXTRAS["all"] = sorted(
     {req for name, reqs in EXTRAS.items() if name != "hub" for req in reqs}
@@ -59,6 +59,7 @@ setup(
         "h5py>=3.10",
         "absl-py",
         "scikit-learn>=1.3",
+        "pillow>=9",
     ],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["keras-jepa=keras_jepa.cli:main"]},

@@ -235,6 +235,11 @@ class PortReport:
         return "; ".join(lines)
 
 
+def _listing(keys, limit=12):
+    shown = ", ".join(keys[:limit])
+    return shown if len(keys) <= limit else f"{shown}, ... ({len(keys) - limit} more)"
+
+
 def assign_encoder_weights(
     model, state_dict, strict=True, allow_missing=False, strip=OFFICIAL_PREFIXES
 ):
@@ -271,14 +276,14 @@ def assign_encoder_weights(
     problems = []
     if missing and not allow_missing:
         problems.append(
-            f"missing keys ({len(missing)}): {', '.join(missing)}. The checkpoint does not "
+            f"missing keys ({len(missing)}): {_listing(missing)}. The checkpoint does not "
             "hold these weights of the model; check the architecture (depth, qkv_bias, "
             "position_embedding, output_dim) or pass allow_missing=True to keep their "
             "current values"
         )
     if unexpected and strict:
         problems.append(
-            f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}. The model has "
+            f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}. The model has "
             "no place for these; check the architecture, or pass strict=False to skip them"
         )
     writes = []
@@ -304,7 +309,8 @@ def assign_encoder_weights(
     if problems:
         raise ValueError("Cannot load the encoder state dict: " + "; ".join(problems) + ".")
     for _, variable, value in writes:
-        variable.assign(np.ascontiguousarray(value, dtype=np.float32))
+        # A copy: a torch tensor's numpy view must not end up shared with the variable.
+        variable.assign(np.array(value, dtype=np.float32, order="C", copy=True))
     return PortReport(
         loaded=[key for key, _, _ in writes],
         missing=missing,

@@ -1,7 +1,7 @@
 """Mask samplers for JEPA pretraining (numpy; they run in the data pipeline).
 
 Every sampler is called as ``sampler(batch_size, step=None)`` and returns
-``{"context_indices": [int32 (B, Kc), ...], "target_indices": [int32 (B, Kt), ...]}``: flat
+``{"context_indices": (int32 (B, Kc), ...), "target_indices": (int32 (B, Kt), ...)}`` (tuples): flat
 row-major token indices, sorted within each row, with shapes that depend only on the sampler's
 configuration (so a jitted train step compiles once). A batch is a pure function of
 ``(seed, step)``; ``state`` / ``set_state`` save and restore the step counter, and samplers

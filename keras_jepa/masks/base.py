@@ -13,8 +13,7 @@ import numpy as np
 BUDGET_SEED = 20240611
 # Number of independent rows (images or videos) drawn by the budget estimates: enough for a
 # standard error below one token with the official configs.
-BUDGET_ROWS = 16384
-BUDGET_ROWS_3D = 32768
+BUDGET_ROWS = 32768
 # Redraws allowed for a row whose mask is invalid before the sampler gives up.
 MAX_REDRAWS = 1000
 
@@ -59,7 +58,9 @@ def check_grid(grid_size, ndim, minimum=1):
     try:
         grid = tuple(grid_size)
     except TypeError:
-        raise ValueError(f"`grid_size` must be a tuple of {ndim} ints, got {grid_size!r}.") from None
+        raise ValueError(
+            f"`grid_size` must be a tuple of {ndim} ints, got {grid_size!r}."
+        ) from None
     if len(grid) != ndim:
         raise ValueError(f"`grid_size` must have {ndim} entries, got {grid_size!r}.")
     for g in grid:
@@ -118,6 +119,8 @@ def fit_rows(mask, k, rng, keep_first=False):
     # Flat positions of the selected tokens of all rows, row after row, ascending in each row.
     flat = np.flatnonzero(mask)
     counts = mask.sum(axis=1)
+    if not counts.all():
+        raise RuntimeError(f"Rows {np.flatnonzero(counts == 0)} select no token; nothing to fit.")
     starts = np.cumsum(counts) - counts
     position = np.broadcast_to(np.arange(k), (rows, k))
     short = np.flatnonzero(counts < k)
@@ -153,14 +156,26 @@ def rows_mask(indices, n):
     return mask.reshape(rows, n)
 
 
+def _unique_rows(table):
+    """``np.unique(table, axis=0, return_inverse=True, return_counts=True)`` for a small
+    non-negative int table, through one int64 key per row (much faster than ``axis=0``)."""
+    table = np.asarray(table, dtype=np.int64).reshape(len(table), -1)
+    radix = table.max(axis=0) + 1
+    keys = np.zeros(len(table), dtype=np.int64)
+    for column, base in zip(table.T, radix):
+        keys = keys * base + column
+    _, first, inverse, counts = np.unique(
+        keys, return_index=True, return_inverse=True, return_counts=True
+    )
+    return table[first], inverse.reshape(-1), counts
+
+
 def size_groups(sizes):
     """Groups rows by their block sizes: yields ``(row_indices, sizes_of_the_group)``.
 
     ``sizes`` is a list of int arrays of shape ``(R,)``; a group's sizes are Python ints.
     """
-    table = np.stack(sizes, axis=1)
-    unique, inverse = np.unique(table, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    unique, inverse, _ = _unique_rows(np.stack(sizes, axis=1))
     for group, values in enumerate(unique):
         yield np.flatnonzero(inverse == group), tuple(int(v) for v in values)
 
@@ -200,9 +215,7 @@ def expected_batch_min(lengths, groups, batch_size, cap=None):
     Using every row's length, not one minimum per simulated batch, makes the estimate precise.
     """
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
-    groups = np.asarray(groups).reshape(lengths.size, -1)
-    _, inverse, sizes = np.unique(groups, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
+    _, inverse, sizes = _unique_rows(np.asarray(groups).reshape(lengths.size, -1))
     top = int(lengths.max()) if cap is None else int(min(cap, lengths.max()))
     total = 0.0
     for group, size in enumerate(sizes):
@@ -247,7 +260,7 @@ class MaskSampler:
                 hold a copy of the sampler).
 
         Returns:
-            ``{"context_indices": [int32 (B, Kc), ...], "target_indices": [int32 (B, Kt), ...]}``
+            ``{"context_indices": (int32 (B, Kc), ...), "target_indices": (int32 (B, Kt), ...)}``
             with flat row-major token indices, sorted within each row.
         """
         batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -257,7 +270,9 @@ class MaskSampler:
         else:
             step = check_int("step", step, minimum=0)
         rng = np.random.default_rng([self.seed, step])
-        return self._sample(rng, batch_size)
+        # Tuples, not lists: tf.data (used by Keras on the TensorFlow backend) accepts
+        # tuples inside a batch dict but rejects lists.
+        return {key: tuple(value) for key, value in self._sample(rng, batch_size).items()}
 
     def output_shapes(self, batch_size):
         """The shapes every call with ``batch_size`` returns (e.g. for a ``tf.data`` signature)."""

@@ -57,7 +57,7 @@ class MultiBlockMask(MaskSampler):
     length that the official collator would return for that mask at the official per-device
     batch size (``reference_batch_size=128``): the collator truncates every mask to the batch
     minimum, so this is the expected batch minimum of the untruncated lengths, estimated once
-    per configuration from 16384 images drawn with a fixed seed (independent of ``seed``).
+    per configuration from 32768 images drawn with a fixed seed (independent of ``seed``).
     A mask longer than its budget keeps a subset: for targets always a uniform random subset of
     the rectangle (the official code never truncates a target, since all targets of a batch
     have the same size); for contexts the lowest indices when ``faithful`` (the official
@@ -128,30 +128,44 @@ class MultiBlockMask(MaskSampler):
         grid = check_grid(grid_size, 2, minimum=2 if faithful else 1)
         super().__init__(grid, seed)
         self.enc_mask_scale = check_range("enc_mask_scale", enc_mask_scale, 0.0, 1.0, low_open=True)
-        self.pred_mask_scale = check_range("pred_mask_scale", pred_mask_scale, 0.0, 1.0, low_open=True)
+        self.pred_mask_scale = check_range(
+            "pred_mask_scale", pred_mask_scale, 0.0, 1.0, low_open=True
+        )
         self.aspect_ratio = check_range("aspect_ratio", aspect_ratio, 0.0, low_open=True)
         self.nenc = check_int("nenc", nenc, minimum=1)
         self.npred = check_int("npred", npred, minimum=1)
         self.min_keep = check_int("min_keep", min_keep, minimum=0, maximum=self.num_tokens - 1)
         self.allow_overlap = bool(allow_overlap)
         self.faithful = bool(faithful)
-        self.reference_batch_size = check_int("reference_batch_size", reference_batch_size, minimum=1)
+        self.reference_batch_size = check_int(
+            "reference_batch_size", reference_batch_size, minimum=1
+        )
         self._check_context_can_be_valid()
         key = (
-            type(self).__name__, grid, self.enc_mask_scale, self.pred_mask_scale,
-            self.aspect_ratio, self.nenc, self.npred, self.min_keep, self.allow_overlap,
-            self.faithful, self.reference_batch_size,
+            type(self).__name__,
+            grid,
+            self.enc_mask_scale,
+            self.pred_mask_scale,
+            self.aspect_ratio,
+            self.nenc,
+            self.npred,
+            self.min_keep,
+            self.allow_overlap,
+            self.faithful,
+            self.reference_batch_size,
         )
         default_kc, default_kt = cached_budget(key, self._estimate_budget)
         n = self.num_tokens
         self._num_context_tokens_arg = num_context_tokens
         self._num_target_tokens_arg = num_target_tokens
         self.num_context_tokens = (
-            default_kc if num_context_tokens is None
+            default_kc
+            if num_context_tokens is None
             else check_int("num_context_tokens", num_context_tokens, minimum=1, maximum=n)
         )
         self.num_target_tokens = (
-            default_kt if num_target_tokens is None
+            default_kt
+            if num_target_tokens is None
             else check_int("num_target_tokens", num_target_tokens, minimum=1, maximum=n)
         )
 
@@ -206,7 +220,9 @@ class MultiBlockMask(MaskSampler):
         targets = targets + block_offsets(pred_size, self.grid_size)
         context_blocks = self._corners(rng, rows, self.nenc, *enc_size)[..., None]
         context_blocks = context_blocks + block_offsets(enc_size, self.grid_size)
-        contexts = rows_mask(context_blocks.reshape(rows * self.nenc, -1), n).reshape(rows, self.nenc, n)
+        contexts = rows_mask(context_blocks.reshape(rows * self.nenc, -1), n).reshape(
+            rows, self.nenc, n
+        )
         if self.allow_overlap:
             return targets, contexts
         contexts &= ~rows_mask(targets, n)[:, None]
@@ -226,7 +242,9 @@ class MultiBlockMask(MaskSampler):
                 kept = np.minimum(np.arange(self.npred), np.maximum(cut - 1, 0)[:, None])
                 cut_out = rows_mask(np.take_along_axis(targets[bad], kept[..., None], 1), n)
                 cut_out &= (cut > 0)[:, None]
-                redraw = self._corners(rng, bad.size, 1, *enc_size) + block_offsets(enc_size, self.grid_size)
+                redraw = self._corners(rng, bad.size, 1, *enc_size) + block_offsets(
+                    enc_size, self.grid_size
+                )
                 redraw = rows_mask(redraw, n) & ~cut_out
                 context[bad] = redraw
                 bad = bad[redraw.sum(axis=1) <= self.min_keep]
@@ -271,12 +289,18 @@ class MultiBlockMask(MaskSampler):
         )
 
     def _sample(self, rng, batch_size):
-        pred_size = tuple(int(a[0]) for a in self._block_sizes(rng, 1, self.pred_mask_scale, self.aspect_ratio))
-        enc_size = tuple(int(a[0]) for a in self._block_sizes(rng, 1, self.enc_mask_scale, (1.0, 1.0)))
+        pred_size = tuple(
+            int(a[0]) for a in self._block_sizes(rng, 1, self.pred_mask_scale, self.aspect_ratio)
+        )
+        enc_size = tuple(
+            int(a[0]) for a in self._block_sizes(rng, 1, self.enc_mask_scale, (1.0, 1.0))
+        )
         targets, contexts = self._draw(rng, batch_size, pred_size, enc_size)
         kc = self.num_context_tokens
         targets = self._fit_targets(rng, targets)
-        contexts = fit_rows(contexts.reshape(batch_size * self.nenc, -1), kc, rng, keep_first=self.faithful)
+        contexts = fit_rows(
+            contexts.reshape(batch_size * self.nenc, -1), kc, rng, keep_first=self.faithful
+        )
         contexts = contexts.reshape(batch_size, self.nenc, kc)
         return {
             "context_indices": [np.ascontiguousarray(contexts[:, j]) for j in range(self.nenc)],

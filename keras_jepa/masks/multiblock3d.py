@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from keras_jepa.masks.base import (
-    BUDGET_ROWS_3D,
+    BUDGET_ROWS,
     BUDGET_SEED,
     MAX_REDRAWS,
     MaskSampler,
@@ -63,9 +63,15 @@ def _check_config(index, config, num_tokens):
         raise ValueError(f"`configs[{index}]` is missing {missing}.")
     name = f"configs[{index}]"
     out = dict(_OPTIONAL, **config)
-    out["spatial_scale"] = check_range(f"{name}['spatial_scale']", config["spatial_scale"], 0.0, 1.0, True)
-    out["temporal_scale"] = check_range(f"{name}['temporal_scale']", config["temporal_scale"], 0.0, 1.0, True)
-    out["aspect_ratio"] = check_range(f"{name}['aspect_ratio']", config["aspect_ratio"], 0.0, low_open=True)
+    out["spatial_scale"] = check_range(
+        f"{name}['spatial_scale']", config["spatial_scale"], 0.0, 1.0, True
+    )
+    out["temporal_scale"] = check_range(
+        f"{name}['temporal_scale']", config["temporal_scale"], 0.0, 1.0, True
+    )
+    out["aspect_ratio"] = check_range(
+        f"{name}['aspect_ratio']", config["aspect_ratio"], 0.0, low_open=True
+    )
     out["num_blocks"] = check_int(f"{name}['num_blocks']", config["num_blocks"], minimum=1)
     keep = out["max_temporal_keep"]
     if isinstance(keep, bool) or not isinstance(keep, numbers.Real) or not 0.0 < keep <= 1.0:
@@ -116,9 +122,9 @@ class MultiBlockMask3D(MaskSampler):
             (``(min, max)`` pairs), ``num_blocks``, optionally ``max_temporal_keep`` (default
             1.0), ``max_keep`` (cap on the context budget), ``num_context_tokens`` and
             ``num_target_tokens`` (budget overrides). Defaults: the official V-JEPA configs.
+        seed: non-negative int; a batch is a pure function of ``(seed, step)``.
         faithful: truncate long masks to their lowest indices, as the official collator does;
             ``False`` keeps a uniform random subset.
-        seed: non-negative int; a batch is a pure function of ``(seed, step)``.
         reference_batch_size: per-device batch size at which the default budgets match the
             official collator's.
 
@@ -136,23 +142,33 @@ class MultiBlockMask3D(MaskSampler):
     True
     """
 
-    def __init__(self, grid_size, configs=DEFAULT_CONFIGS, faithful=True, seed=0, reference_batch_size=24):
+    def __init__(
+        self, grid_size, configs=DEFAULT_CONFIGS, seed=0, faithful=True, reference_batch_size=24
+    ):
         grid = check_grid(grid_size, 3)
         super().__init__(grid, seed)
         if isinstance(configs, dict) or not isinstance(configs, (list, tuple)) or not configs:
             raise ValueError(f"`configs` must be a non-empty list of dicts, got {configs!r}.")
         self.configs = tuple(_check_config(i, c, self.num_tokens) for i, c in enumerate(configs))
         self.faithful = bool(faithful)
-        self.reference_batch_size = check_int("reference_batch_size", reference_batch_size, minimum=1)
+        self.reference_batch_size = check_int(
+            "reference_batch_size", reference_batch_size, minimum=1
+        )
         contexts, targets = [], []
         for i, config in enumerate(self.configs):
             key = (
-                type(self).__name__, grid, self.reference_batch_size,
+                type(self).__name__,
+                grid,
+                self.reference_batch_size,
                 *((k, config[k]) for k in (*_REQUIRED, "max_temporal_keep", "max_keep")),
             )
             kc, kt = cached_budget(key, lambda i=i: self._estimate_budget(i))
-            contexts.append(kc if config["num_context_tokens"] is None else config["num_context_tokens"])
-            targets.append(kt if config["num_target_tokens"] is None else config["num_target_tokens"])
+            contexts.append(
+                kc if config["num_context_tokens"] is None else config["num_context_tokens"]
+            )
+            targets.append(
+                kt if config["num_target_tokens"] is None else config["num_target_tokens"]
+            )
         self.num_context_tokens = tuple(contexts)
         self.num_target_tokens = tuple(targets)
 
@@ -194,7 +210,9 @@ class MultiBlockMask3D(MaskSampler):
             # Corners uniform on [0, length - size], bounds inclusive; floor(u * n) for speed.
             corner = np.zeros((rows, count), dtype=np.int64)
             for length, extent, stride in zip(grid, size_drawn, strides):
-                corner += (rng.random((rows, count)) * (length - extent + 1)).astype(np.int64) * stride
+                corner += (rng.random((rows, count)) * (length - extent + 1)).astype(
+                    np.int64
+                ) * stride
             return rows_mask(corner[..., None] + offsets, cells)
 
         covered = union(rows)
@@ -226,11 +244,11 @@ class MultiBlockMask3D(MaskSampler):
 
     def _estimate_budget(self, index):
         """Default (Kc, Kt) of config ``index``: expected batch minimum of the untruncated
-        lengths at the reference batch size, from ``BUDGET_ROWS_3D`` videos drawn with
+        lengths at the reference batch size, from ``BUDGET_ROWS`` videos drawn with
         ``BUDGET_SEED``."""
         config = self.configs[index]
         rng = np.random.default_rng(BUDGET_SEED)
-        sizes = self._block_sizes(rng, config, BUDGET_ROWS_3D)
+        sizes = self._block_sizes(rng, config, BUDGET_ROWS)
         whole = np.all([size == length for size, length in zip(sizes, self.grid_size)], axis=0)
         if whole.any():
             raise ValueError(
@@ -242,7 +260,7 @@ class MultiBlockMask3D(MaskSampler):
         kept = max(1, int(frames * config["max_temporal_keep"]))
         spatial = self.num_tokens // frames
         chunk = max(1, (1 << 20) // self.num_tokens)
-        target_lengths = np.empty(BUDGET_ROWS_3D, dtype=np.int64)
+        target_lengths = np.empty(BUDGET_ROWS, dtype=np.int64)
         for rows, size in size_groups(sizes):
             for start in range(0, rows.size, chunk):
                 part = rows[start : start + chunk]
@@ -255,7 +273,9 @@ class MultiBlockMask3D(MaskSampler):
         groups = np.stack(sizes, axis=1)
         batch = self.reference_batch_size
         return (
-            expected_batch_min(self.num_tokens - target_lengths, groups, batch, cap=config["max_keep"]),
+            expected_batch_min(
+                self.num_tokens - target_lengths, groups, batch, cap=config["max_keep"]
+            ),
             expected_batch_min(target_lengths, groups, batch),
         )
 
@@ -278,7 +298,7 @@ class MultiBlockMask3D(MaskSampler):
         return {
             "grid_size": self.grid_size,
             "configs": [dict(c) for c in self.configs],
-            "faithful": self.faithful,
             "seed": self.seed,
+            "faithful": self.faithful,
             "reference_batch_size": self.reference_batch_size,
         }

@@ -63,7 +63,10 @@ class RandomTubeMask(MaskSampler):
             positions = np.sort(positions, axis=1)
             return (offsets + positions[:, None, :]).reshape(batch_size, -1).astype(np.int32)
 
-        return {"context_indices": [tubes(order[:, :keep])], "target_indices": [tubes(order[:, keep:])]}
+        return {
+            "context_indices": [tubes(order[:, :keep])],
+            "target_indices": [tubes(order[:, keep:])],
+        }
 
     def _context_budgets(self):
         return [self.num_context_tokens]

@@ -9,7 +9,7 @@ from keras import ops
 from keras_jepa.layers.patch_embedding import PatchEmbedding
 from keras_jepa.layers.position_embedding import SinCosPositionEmbedding
 from keras_jepa.layers.rotary_embedding import rope_tables
-from keras_jepa.layers.token_ops import check_indices, gather_tokens
+from keras_jepa.layers.token_ops import apply_masks, check_indices, gather_tokens
 from keras_jepa.layers.transformer_block import TransformerBlock
 from keras_jepa.models.backbone import Backbone
 
@@ -43,7 +43,8 @@ class VisionTransformer(Backbone):
     ``model(inputs, token_indices=idx)`` embeds all patches, adds positions, then keeps
     only the tokens at ``idx`` (``(B, K)`` or ``(K,)`` int) before the blocks, as the
     official encoders do with their context masks. With RoPE the kept tokens keep their
-    original positions.
+    original positions. A list of index tensors (same K) gathers each and stacks the
+    results along the batch axis (the official ``apply_masks``): ``(len(list) * B, K, D)``.
 
     Args:
         image_size: training resolution, int or ``(H, W)``; sets the stored sin-cos table
@@ -298,7 +299,9 @@ class VisionTransformer(Backbone):
         # a compiled step they are symbolic and cannot be checked without a host sync.
         token_indices = kwargs.get("token_indices", args[0] if args else None)
         if token_indices is not None and hasattr(inputs, "shape"):
-            check_indices(token_indices, self.num_tokens(tuple(inputs.shape)))
+            masks = token_indices if isinstance(token_indices, (list, tuple)) else [token_indices]
+            for mask in masks:
+                check_indices(mask, self.num_tokens(tuple(inputs.shape)))
         return super().__call__(inputs, *args, **kwargs)
 
     def call(self, inputs, token_indices=None, training=False):
@@ -309,7 +312,14 @@ class VisionTransformer(Backbone):
         x = self.patch_embed(inputs)
         if self.pos_embed is not None:
             x = self.pos_embed(x, grid_size=grid)
-        if token_indices is not None:
+        if isinstance(token_indices, (list, tuple)):
+            # Several masks: the official ``apply_masks`` stacks them along the batch.
+            token_indices = [ops.convert_to_tensor(i, "int32") for i in token_indices]
+            x = apply_masks(x, token_indices)
+            ids = ops.concatenate(
+                [_batched(i, ops.shape(inputs)[0]) for i in token_indices], axis=0
+            )
+        elif token_indices is not None:
             token_indices = ops.convert_to_tensor(token_indices, "int32")
             x = gather_tokens(x, token_indices)
             ids = token_indices
@@ -328,10 +338,15 @@ class VisionTransformer(Backbone):
         return x
 
     def compute_output_shape(self, inputs_shape, token_indices_shape=None):
-        n = self.num_tokens(inputs_shape)
-        if token_indices_shape is not None:
+        n, batch = self.num_tokens(inputs_shape), inputs_shape[0]
+        if isinstance(token_indices_shape, (list, tuple)) and token_indices_shape and (
+            isinstance(token_indices_shape[0], (list, tuple))
+        ):
+            n = token_indices_shape[0][-1]
+            batch = None if batch is None else batch * len(token_indices_shape)
+        elif token_indices_shape is not None:
             n = token_indices_shape[-1]
-        return (inputs_shape[0], n, self.output_width)
+        return (batch, n, self.output_width)
 
     def get_config(self):
         config = super().get_config()
@@ -363,6 +378,12 @@ class VisionTransformer(Backbone):
             }
         )
         return config
+
+
+def _batched(indices, batch_size):
+    if len(indices.shape) == 1:
+        return ops.broadcast_to(indices[None], (batch_size, indices.shape[0]))
+    return indices
 
 
 def _pair(value):

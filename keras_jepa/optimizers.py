@@ -1,0 +1,150 @@
+"""Schedules and the AdamW variant of the JEPA recipes.
+
+All schedules are functions of the optimizer's iteration counter, so a resumed run
+(``BackupAndRestore``, ``load_weights`` with the optimizer) continues them exactly.
+
+The official schedulers step *before* each update, so the value used by update ``k``
+(0-based optimizer iteration) is the scheduler's value at step ``k + 1``; the classes here
+take that into account (``offset=1``).
+"""
+
+import math
+
+import keras
+from keras import ops
+
+
+def _step(step, offset):
+    return ops.cast(step, "float32") + float(offset)
+
+
+@keras.saving.register_keras_serializable(package="keras_jepa")
+class WarmupCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup ``start -> ref`` over ``warmup_steps``, then cosine ``ref -> final``
+    over the remaining ``total_steps - warmup_steps``, floored at ``final`` (I-JEPA, V-JEPA).
+
+    With ``cosine=False`` the value stays at ``ref`` after warmup (V-JEPA 2 pretraining).
+
+    Example:
+
+    >>> s = WarmupCosineSchedule(2e-4, 1e-3, 1e-6, warmup_steps=10, total_steps=100)
+    >>> round(float(s(9)), 6), round(float(s(99)), 6)
+    (0.001, 1e-06)
+    """
+
+    def __init__(self, start_value, ref_value, final_value, warmup_steps, total_steps,
+                 cosine=True, offset=1):
+        if total_steps <= 0 or warmup_steps < 0 or warmup_steps > total_steps:
+            raise ValueError(
+                f"Need 0 <= warmup_steps <= total_steps and total_steps > 0; got "
+                f"warmup_steps={warmup_steps}, total_steps={total_steps}."
+            )
+        self.start_value = float(start_value)
+        self.ref_value = float(ref_value)
+        self.final_value = float(final_value)
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = int(total_steps)
+        self.cosine = bool(cosine)
+        self.offset = int(offset)
+
+    def __call__(self, step):
+        s = _step(step, self.offset)
+        warm = max(self.warmup_steps, 1)
+        warmup = self.start_value + s / warm * (self.ref_value - self.start_value)
+        if self.cosine:
+            span = max(self.total_steps - self.warmup_steps, 1)
+            progress = ops.minimum((s - self.warmup_steps) / span, 1.0)
+            after = self.final_value + (self.ref_value - self.final_value) * 0.5 * (
+                1.0 + ops.cos(math.pi * progress)
+            )
+            after = ops.maximum(after, self.final_value)
+        else:
+            after = ops.convert_to_tensor(self.ref_value, "float32")
+        return ops.where(s < self.warmup_steps, warmup, after)
+
+    def get_config(self):
+        return {
+            "start_value": self.start_value, "ref_value": self.ref_value,
+            "final_value": self.final_value, "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps, "cosine": self.cosine, "offset": self.offset,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_jepa")
+class CosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """``final + (ref - final) * 0.5 * (1 + cos(pi * s / total))``, clamped between the two
+    values: the official weight-decay schedule (0.04 -> 0.4, i.e. it *increases*)."""
+
+    def __init__(self, ref_value, final_value, total_steps, offset=1):
+        self.ref_value = float(ref_value)
+        self.final_value = float(final_value)
+        self.total_steps = int(total_steps)
+        self.offset = int(offset)
+
+    def __call__(self, step):
+        s = _step(step, self.offset)
+        progress = ops.minimum(s / max(self.total_steps, 1), 1.0)
+        value = self.final_value + (self.ref_value - self.final_value) * 0.5 * (
+            1.0 + ops.cos(math.pi * progress)
+        )
+        lo, hi = sorted((self.ref_value, self.final_value))
+        return ops.clip(value, lo, hi)
+
+    def get_config(self):
+        return {
+            "ref_value": self.ref_value, "final_value": self.final_value,
+            "total_steps": self.total_steps, "offset": self.offset,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_jepa")
+class JEPAAdamW(keras.optimizers.AdamW):
+    """AdamW as the JEPA recipes use it.
+
+    * ``weight_decay`` may be a float or a schedule of the iteration counter
+      (``CosineSchedule`` for I-JEPA / V-JEPA); decay is decoupled:
+      ``w <- w - lr * wd * w`` before the Adam update, as in PyTorch's AdamW.
+    * Biases and every 1-D weight (LayerNorm scales) get no weight decay, as the official
+      parameter groups do; I-JEPA's ``(1, 1, d)`` mask token is decayed, as officially.
+
+    Example:
+
+    >>> opt = JEPAAdamW(learning_rate=1e-3, weight_decay=CosineSchedule(0.04, 0.4, 100))
+    >>> round(float(opt.current_weight_decay()), 4)
+    0.04
+    """
+
+    def __init__(self, learning_rate=1e-3, weight_decay=0.04, **kwargs):
+        schedule = None
+        if isinstance(weight_decay, dict):
+            weight_decay = keras.saving.deserialize_keras_object(weight_decay)
+        if isinstance(weight_decay, keras.optimizers.schedules.LearningRateSchedule):
+            schedule, weight_decay = weight_decay, 0.0
+        super().__init__(learning_rate=learning_rate, weight_decay=weight_decay, **kwargs)
+        self.weight_decay_schedule = schedule
+
+    def current_weight_decay(self):
+        if self.weight_decay_schedule is None:
+            return ops.convert_to_tensor(self.weight_decay, "float32")
+        return ops.cast(self.weight_decay_schedule(self.iterations), "float32")
+
+    def _use_weight_decay(self, variable):
+        if len(variable.shape) <= 1 or variable.name == "bias":
+            return False
+        return super()._use_weight_decay(variable)
+
+    def _apply_weight_decay(self, variables):
+        wd = self.current_weight_decay()
+        lr = ops.cast(self.learning_rate, "float32")
+        factor = 1.0 - wd * lr
+        for variable in variables:
+            if self._use_weight_decay(variable):
+                variable.assign(ops.multiply(variable, ops.cast(factor, variable.dtype)))
+
+    def get_config(self):
+        config = super().get_config()
+        if self.weight_decay_schedule is not None:
+            config["weight_decay"] = keras.saving.serialize_keras_object(
+                self.weight_decay_schedule
+            )
+        return config
