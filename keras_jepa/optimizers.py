@@ -106,6 +106,12 @@ class JEPAAdamW(keras.optimizers.AdamW):
       ``w <- w - lr * wd * w`` before the Adam update, as in PyTorch's AdamW.
     * Biases and every 1-D weight (LayerNorm scales) get no weight decay, as the official
       parameter groups do; I-JEPA's ``(1, 1, d)`` mask token is decayed, as officially.
+    * ``clip_norm``: V-JEPA clips the gradient norm of the encoder and of the predictor
+      *separately* (``torch.nn.utils.clip_grad_norm_`` per module, max norm 10) and only
+      once warmup is over. Here the groups are the top-level components of the variable
+      paths (``encoder`` / ``predictor`` sub-models), and clipping starts at optimizer
+      iteration ``clip_start_step`` (official: ``(warmup_epochs + 1) * iterations_per_epoch``,
+      because it tests ``epoch > warmup`` with 0-based epochs).
 
     Example:
 
@@ -114,7 +120,8 @@ class JEPAAdamW(keras.optimizers.AdamW):
     0.04
     """
 
-    def __init__(self, learning_rate=1e-3, weight_decay=0.04, **kwargs):
+    def __init__(self, learning_rate=1e-3, weight_decay=0.04, clip_norm=None,
+                 clip_start_step=0, **kwargs):
         schedule = None
         if isinstance(weight_decay, dict):
             weight_decay = keras.saving.deserialize_keras_object(weight_decay)
@@ -122,6 +129,33 @@ class JEPAAdamW(keras.optimizers.AdamW):
             schedule, weight_decay = weight_decay, 0.0
         super().__init__(learning_rate=learning_rate, weight_decay=weight_decay, **kwargs)
         self.weight_decay_schedule = schedule
+        self.clip_norm = None if clip_norm is None else float(clip_norm)
+        self.clip_start_step = int(clip_start_step)
+
+    def apply(self, grads, trainable_variables=None):
+        if self.clip_norm is not None:
+            variables = (
+                self._trainable_variables if trainable_variables is None else trainable_variables
+            )
+            grads = self.clip_by_group(list(grads), list(variables))
+        return super().apply(grads, trainable_variables)
+
+    def clip_by_group(self, grads, variables):
+        """Scales each group's gradients to a global norm of at most ``clip_norm`` (only
+        from ``clip_start_step`` on); groups are the first component of variable paths."""
+        groups = {}
+        for i, variable in enumerate(variables):
+            groups.setdefault(variable.path.split("/")[0], []).append(i)
+        active = ops.cast(self.iterations >= self.clip_start_step, "float32")
+        out = list(grads)
+        for members in groups.values():
+            squares = [ops.sum(ops.square(ops.cast(grads[i], "float32"))) for i in members]
+            norm = ops.sqrt(ops.sum(ops.stack(squares)))
+            scale = ops.minimum(1.0, self.clip_norm / (norm + 1e-6))
+            scale = active * scale + (1.0 - active)
+            for i in members:
+                out[i] = ops.multiply(grads[i], ops.cast(scale, ops.dtype(grads[i])))
+        return out
 
     def current_weight_decay(self):
         if self.weight_decay_schedule is None:
@@ -143,6 +177,7 @@ class JEPAAdamW(keras.optimizers.AdamW):
 
     def get_config(self):
         config = super().get_config()
+        config.update({"clip_norm": self.clip_norm, "clip_start_step": self.clip_start_step})
         if self.weight_decay_schedule is not None:
             config["weight_decay"] = keras.saving.serialize_keras_object(
                 self.weight_decay_schedule

@@ -12,6 +12,7 @@ from keras_jepa.masks import MultiBlockMask, MultiBlockMask3D
 from keras_jepa.models import IJEPA, VJEPA, JEPAPredictor, VisionTransformer
 from keras_jepa.models.jepa import layer_norm_no_affine, smooth_l1
 from keras_jepa.optimizers import CosineSchedule, JEPAAdamW, WarmupCosineSchedule
+from tests.conftest import seed_everything
 from tests.numpy_reference import to_numpy
 
 IMAGE_MASKS = MultiBlockMask(grid_size=(4, 4), min_keep=2, seed=0)
@@ -210,7 +211,7 @@ def test_resume_with_backup_and_restore_reproduces_losses(tmp_path):
                 raise RuntimeError("interrupted")
 
     def run(callbacks):
-        keras.utils.set_random_seed(7)
+        seed_everything(7)
         model = make_ijepa(ema_steps=24)
         model.compile(optimizer=jepa_optimizer(24))
         # shuffle=False: Keras would otherwise reorder batches with Python's global RNG,
@@ -268,6 +269,23 @@ def test_adamw_weight_decay_groups_and_schedule():
     np.testing.assert_allclose(to_numpy(bias), 1.0)
     restored = JEPAAdamW.from_config(opt.get_config())
     assert isinstance(restored.weight_decay_schedule, CosineSchedule)
+
+
+def test_gradient_clipping_per_group_after_warmup():
+    opt = JEPAAdamW(learning_rate=1.0, weight_decay=0.0, clip_norm=1.0, clip_start_step=1)
+    a = keras.Variable(np.zeros((3,), "float32"), name="a")
+    b = keras.Variable(np.zeros((4,), "float32"), name="b")
+    opt.build([a, b])
+    grads = [np.full((3,), 4.0, "float32"), np.full((4,), 0.1, "float32")]
+    # before clip_start_step nothing is clipped
+    out = opt.clip_by_group(grads, [a, b])
+    np.testing.assert_allclose(to_numpy(out[0]), grads[0])
+    opt.iterations.assign(1)
+    out = opt.clip_by_group(grads, [a, b])
+    # separate groups ("a" and "b"): the big one is scaled to norm 1, the small one kept
+    np.testing.assert_allclose(np.linalg.norm(to_numpy(out[0])), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(out[1]), grads[1], rtol=1e-6)
+    assert JEPAAdamW.from_config(opt.get_config()).clip_norm == 1.0
 
 
 def test_config_round_trip_and_weights(tmp_path):

@@ -3,13 +3,8 @@
 import keras
 from keras import ops
 
+from keras_jepa.layers.initializers import normal_init
 from keras_jepa.layers.rotary_embedding import apply_rope
-
-
-def normal_init(stddev):
-    """The official init: ``trunc_normal_(std)`` truncates at +-2 in absolute value, which
-    for ``std = 0.02`` never triggers, so it is a plain normal distribution."""
-    return keras.initializers.RandomNormal(stddev=stddev)
 
 
 @keras.saving.register_keras_serializable(package="keras_jepa")

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_jepa.layers.attention import normal_init
+from keras_jepa.layers.initializers import normal_init
 
 
 @keras.saving.register_keras_serializable(package="keras_jepa")

@@ -2,7 +2,8 @@
 
 import keras
 
-from keras_jepa.layers.attention import MultiHeadSelfAttention, normal_init
+from keras_jepa.layers.attention import MultiHeadSelfAttention
+from keras_jepa.layers.initializers import normal_init
 from keras_jepa.layers.drop_path import DropPath
 from keras_jepa.layers.mlp import MLP, SwiGLU
 

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_jepa.layers.attention import normal_init
+from keras_jepa.layers.initializers import normal_init
 from keras_jepa.layers.position_embedding import SinCosPositionEmbedding
 from keras_jepa.layers.rotary_embedding import rope_tables
 from keras_jepa.layers.transformer_block import TransformerBlock
