@@ -1,7 +1,7 @@
 """The ``keras-jepa`` command.
 
 Subcommands: ``presets`` (list the built-in presets), ``demo`` (the main job on embedded
-data). ``--backend`` picks the Keras backend for this run (same as ``KERAS_BACKEND``).
+data), ``xrm`` (discover environments with XRM, then train GroupDRO with them). ``--backend`` picks the Keras backend for this run (same as ``KERAS_BACKEND``).
 """
 
 import argparse
@@ -33,6 +33,12 @@ def _parser():
     demo.add_argument("--patch-size", type=int, default=8)
     demo.add_argument("--depth", type=int, default=6)
     demo.add_argument("--seed", type=int, default=0)
+    from keras_jepa.evaluation.xrm_benchmark import add_arguments as add_xrm_arguments
+
+    xrm = sub.add_parser(
+        "xrm", help="XRM: discover environments without group labels, then GroupDRO with them"
+    )
+    add_xrm_arguments(xrm)
     return parser
 
 
@@ -74,6 +80,10 @@ def main(argv=None):
         _ensure_backend(args.backend)
     if args.command == "presets":
         return _list_presets(args.filter)
+    if args.command == "xrm":
+        from keras_jepa.evaluation.xrm_benchmark import run_from_args
+
+        return run_from_args(args)
     if args.command == "demo":
         from keras_jepa import demo
 

@@ -116,8 +116,8 @@ class JEPAAdamW(keras.optimizers.AdamW):
     Example:
 
     >>> opt = JEPAAdamW(learning_rate=1e-3, weight_decay=CosineSchedule(0.04, 0.4, 100))
-    >>> round(float(opt.current_weight_decay()), 4)
-    0.04
+    >>> round(float(opt.current_weight_decay()), 4)  # the first update uses step 1
+    0.0401
     """
 
     def __init__(self, learning_rate=1e-3, weight_decay=0.04, clip_norm=None,

@@ -24,3 +24,13 @@ from keras_jepa.data.video import (
     clip_indices,
     read_video_csv,
 )
+from keras_jepa.data.spurious import (
+    COLOR_MNIST_VARIANTS,
+    IndexedBatches,
+    load_feature_arrays,
+    load_images,
+    make_color_digits,
+    make_spurious_features,
+    read_group_metadata,
+    save_feature_arrays,
+)

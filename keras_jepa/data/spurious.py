@@ -312,8 +312,8 @@ def read_group_metadata(metadata_csv, image_root=None, attribute_column="a"):
     }
 
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def load_images(paths, image_size=224, crop="resize_then_crop", normalize=True):
@@ -359,7 +359,7 @@ def load_images(paths, image_size=224, crop="resize_then_crop", normalize=True):
                 image = image.resize((image_size, image_size), Image.BILINEAR)
             out[i] = np.asarray(image, "float32") / 255.0
     if normalize:
-        out = (out - np.asarray(IMAGENET_MEAN, "float32")) / np.asarray(IMAGENET_STD, "float32")
+        out = (out - np.asarray(_IMAGENET_MEAN, "float32")) / np.asarray(_IMAGENET_STD, "float32")
     return out
 
 

@@ -20,7 +20,8 @@ Differences from the official loop, all deliberate:
   multiple of it (official 1001 steps = indices 0..1000 with reports at multiples of 50;
   ``num_steps=1000, report_every=50`` here gives 20 reports);
 - everything is seeded from ``seed`` (assignments, flips, batch order, initialisation) with
-  numpy and Keras RNGs, not torch's.
+  numpy and Keras RNGs, not torch's; each run starts with ``keras.utils.set_random_seed``
+  (the official ``set_all_seeds``), which resets the global Python/numpy/backend RNGs.
 """
 
 import math
@@ -107,6 +108,7 @@ def run_xrm(
     x_va, y_va = _split(val, "validation")
     epochs, report_every = _epochs(num_steps, report_every)
     start = time.time()
+    keras.utils.set_random_seed(seed)  # the official set_all_seeds at the start of a run
     model = XRM(
         make_classifier, num_examples=len(y_tr), assignment_seed=seed, flip_seed=seed, l2=l2
     )
@@ -201,10 +203,8 @@ def search_xrm(
                 f"{' (degenerate)' if result['degenerate'] else ''}, "
                 f"{_format_hparams(hparams)}, {result['seconds']:.1f} s"
             )
-        if result["flip_rate"] > best_rate:  # first maximum, like np.argmax
+        if result["flip_rate"] > best_rate:  # keep the first maximum, like np.argmax
             best_rate, best_result = result["flip_rate"], result
-        else:
-            del result
     best = select_by_flip_rate([r["flip_rate"] for r in runs])
     return {"runs": runs, "best": best, "result": best_result}
 
@@ -271,7 +271,7 @@ def train_group_robust(
     num_classes = int(max(y_tr.max(), y_va.max())) + 1
     epochs, report_every = _epochs(num_steps, report_every)
     start = time.time()
-
+    keras.utils.set_random_seed(seed)  # the official set_all_seeds at the start of a run
     classifier = make_classifier()
     if method == "groupdro":
         model = GroupDRO(classifier, num_groups=2 * num_classes, eta=eta, l2=l2)
@@ -324,6 +324,20 @@ def search_group_robust(
     ``make_classifier`` and ``make_optimizer`` take the hyperparameter dict. Returns
     ``runs`` (per run: ``hparams`` and its ``best`` report), ``best`` (index) and
     ``selected`` (that run's best report).
+
+    Example (two hand-written combinations instead of the official draws):
+
+    >>> import keras
+    >>> from keras_jepa.data.spurious import make_spurious_features
+    >>> d = make_spurious_features(num_train=200, num_val=100, num_test=100)
+    >>> out = search_group_robust(  # doctest: +SKIP
+    ...     "groupdro", d["tr"], d["va"], lambda h: keras.Sequential([keras.layers.Dense(2)]),
+    ...     lambda h: keras.optimizers.SGD(h["lr"]), d["tr"]["m"], d["va"]["m"], test=d["te"],
+    ...     hparams_list=[{"lr": 0.1, "batch_size": -1, "eta": 0.1},
+    ...                   {"lr": 0.01, "batch_size": -1, "eta": 0.1}],
+    ...     num_steps=20, report_every=10)
+    >>> out["best"] in (0, 1), sorted(out["selected"])[-2:]  # doctest: +SKIP
+    (True, ['val_avg_acc', 'val_wga'])
     """
     algorithm = "GroupDRO" if method == "groupdro" else "ERM"
     if hparams_list is None:

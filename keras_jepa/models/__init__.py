@@ -1,8 +1,10 @@
 """Backbones and method models."""
 
 from keras_jepa.models.backbone import Backbone
+from keras_jepa.models.group_robust import ERM, GroupDRO
 from keras_jepa.models.ijepa import IJEPA
 from keras_jepa.models.jepa import JEPA
 from keras_jepa.models.predictor import JEPAPredictor
 from keras_jepa.models.vision_transformer import VIT_SIZES, VisionTransformer
 from keras_jepa.models.vjepa import VJEPA
+from keras_jepa.models.xrm import XRM

@@ -39,7 +39,16 @@ def _features(inputs):
 
 
 def per_example_cross_entropy(labels, logits):
-    """Softmax cross-entropy per example in float32: ``(B,)``."""
+    """Softmax cross-entropy per example in float32: ``(B,)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> ce = per_example_cross_entropy(np.array([0, 1]), np.zeros((2, 2), "float32"))
+    >>> [round(float(v), 4) for v in ops.convert_to_numpy(ce)]   # log 2 each
+    [0.6931, 0.6931]
+    """
     logits = ops.cast(logits, "float32")
     labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
     one_hot = ops.one_hot(labels, logits.shape[-1], dtype="float32")
@@ -52,8 +61,9 @@ def group_mean_losses(losses, groups, num_groups):
     Example:
 
     >>> import numpy as np
+    >>> from keras import ops
     >>> means, present = group_mean_losses(np.array([1.0, 3.0, 5.0]), np.array([0, 0, 2]), 3)
-    >>> means.tolist(), present.tolist()
+    >>> ops.convert_to_numpy(means).tolist(), ops.convert_to_numpy(present).tolist()
     ([2.0, 0.0, 5.0], [True, False, True])
     """
     losses = ops.cast(losses, "float32")

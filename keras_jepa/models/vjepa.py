@@ -43,7 +43,8 @@ class VJEPA(JEPA):
     >>> from keras_jepa.models import VisionTransformer
     >>> enc = VisionTransformer(image_size=16, patch_size=8, num_frames=4, hidden_dim=36,
     ...                         depth=1, num_heads=2, position_embedding="rope")
-    >>> model = VJEPA(enc, predictor_dim=24, predictor_depth=1, ema_momentum=(0.99925,) * 2)
+    >>> model = VJEPA(enc, predictor_dim=24, predictor_depth=1, predictor_heads=2,
+    ...               ema_momentum=(0.99925,) * 2)
     >>> batch = {"videos": np.zeros((2, 4, 16, 16, 3), "float32"),
     ...          "context_indices": [np.tile(np.arange(5), (2, 1))],
     ...          "target_indices": [np.tile(np.arange(5, 8), (2, 1))]}

@@ -43,8 +43,14 @@ Data contract
 Training inputs are dicts ``{"features": x, "index": i}`` with ``i`` the example's row in
 the training set (``0 <= i < num_examples``) and ``y`` the original labels;
 ``keras_jepa.data.spurious.IndexedBatches`` produces them. Indices within one batch must be
-unique (true for shuffled batches without replacement, which is what XRM uses). Validation
-and prediction inputs need only ``"features"`` (or a plain tensor).
+unique (true for shuffled batches without replacement, which is what XRM uses), and in range:
+inside a compiled JAX step an out-of-range index is clamped or dropped silently, not
+reported. Validation and prediction inputs need only ``"features"`` (or a plain tensor).
+The reported ``loss`` includes the ``l2`` term.
+
+Distribution is untested: under JAX SPMD data parallelism one program sees the global batch,
+so the store update should stay exact; under torch DDP each process would update only its
+own shard's labels (the stores would drift apart); TF ``MirroredStrategy`` is unknown.
 
 Faithfulness notes (official repository ``facebookresearch/XRM``, checked)
 ------------------------------------------------------------------------
@@ -145,7 +151,8 @@ def l2_penalty(weights):
     >>> import keras
     >>> layer = keras.layers.Dense(1, kernel_initializer="ones")
     >>> layer.build((None, 2))
-    >>> float(l2_penalty(layer.trainable_weights))      # 0.5 * (1 + 1 + 0)
+    >>> from keras import ops
+    >>> float(ops.convert_to_numpy(l2_penalty(layer.trainable_weights)))  # 0.5 * (1 + 1 + 0)
     1.0
     """
     total = ops.convert_to_tensor(0.0, "float32")
@@ -198,7 +205,7 @@ def _features_shape(input_shape):
     return input_shape
 
 
-def _make_twin(classifier, name):
+def _make_twin(classifier):
     """A fresh copy of ``classifier``: same architecture; the template's weights if built."""
     if isinstance(classifier, keras.layers.Layer):
         if isinstance(classifier, keras.Model) and not _is_subclassed(classifier):
@@ -301,8 +308,8 @@ class XRM(keras.Model):
         self.assignment_seed = assignment_seed
         self.flip_seed = flip_seed
         self.l2 = float(l2)
-        self.twin_a = _make_twin(classifier, "twin_a")
-        self.twin_b = _make_twin(classifier, "twin_b")
+        self.twin_a = _make_twin(classifier)
+        self.twin_b = _make_twin(classifier)
         self._classifier_config = keras.saving.serialize_keras_object(self.twin_a)
 
         self.assignments = self.add_weight(
