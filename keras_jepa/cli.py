@@ -27,12 +27,18 @@ def _parser():
     presets.add_argument("--filter", default="", help="only names containing this text")
 
     demo = sub.add_parser(
-        "demo", help="features of embedded images + linear probe (runs in about a minute on CPU)"
+        "demo", help="I-JEPA pretraining on embedded digits + linear probe vs random init"
     )
-    demo.add_argument("--image-size", type=int, default=32)
-    demo.add_argument("--patch-size", type=int, default=8)
-    demo.add_argument("--depth", type=int, default=6)
+    demo.add_argument("--image-size", type=int, default=None, help="default: the config's (32)")
+    demo.add_argument("--patch-size", type=int, default=None, help="default: the config's")
+    demo.add_argument("--depth", type=int, default=None, help="default: the config's")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--epochs", type=int, default=None, help="pretraining epochs")
+    demo.add_argument("--output", default=None, help="output folder (default: a temp dir)")
+    add_pretrain_arguments(sub.add_parser(
+        "pretrain",
+        help="pretrain I-JEPA / V-JEPA on a folder of images or videos (rerun to resume)",
+    ))
     from keras_jepa.evaluation.xrm_benchmark import add_arguments as add_xrm_arguments
 
     xrm = sub.add_parser(
@@ -40,6 +46,48 @@ def _parser():
     )
     add_xrm_arguments(xrm)
     return parser
+
+
+def add_pretrain_arguments(parser):
+    """Adds the ``pretrain`` options to ``parser`` (also used by applications/pretrain_*.py)."""
+    from keras_jepa.pretraining import CONFIGS
+
+    parser.add_argument("--config", default="ijepa_tiny_cpu", choices=sorted(CONFIGS),
+                        help="named pretraining config (default: ijepa_tiny_cpu)")
+    parser.add_argument("--data", required=True,
+                        help="folder of images/videos (recursive), or a CSV of video paths")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs (default: the config's)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="per-step batch size (default: the config's per-device size)")
+    parser.add_argument("--output", default="jepa_pretraining",
+                        help="output folder; rerun the same command to resume")
+    parser.add_argument("--steps-per-epoch", type=int, default=None)
+    parser.add_argument("--video", action="store_true",
+                        help="the data are videos (needs a video config, e.g. vjepa_tiny_cpu)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="data-loading threads")
+    parser.add_argument("--tensorboard", action="store_true")
+    parser.add_argument("--save-context-encoder", action="store_true",
+                        help="save the context encoder instead of the EMA target encoder")
+    return parser
+
+
+def run_pretrain(args):
+    """Runs ``keras_jepa.pretraining.pretrain`` from parsed ``pretrain`` arguments."""
+    from keras_jepa.pretraining import get_config, pretrain
+
+    config = get_config(args.config)
+    if args.video != (config.kind == "video"):
+        hint = ("pass --video with a video config (e.g. vjepa_tiny_cpu)" if args.video
+                else "drop --video, or use a video config")
+        print(f"error: config {args.config!r} is for {config.kind}s; {hint}.", file=sys.stderr)
+        return 2
+    pretrain(config, args.data, epochs=args.epochs, batch_size=args.batch_size,
+             output_dir=args.output, steps_per_epoch=args.steps_per_epoch, seed=args.seed,
+             workers=args.workers, tensorboard=args.tensorboard,
+             save_target_encoder=not args.save_context_encoder)
+    return 0
 
 
 def _ensure_backend(backend):
@@ -87,11 +135,15 @@ def main(argv=None):
     if args.command == "demo":
         from keras_jepa import demo
 
-        demo.run(
-            image_size=args.image_size, patch_size=args.patch_size, depth=args.depth,
-            seed=args.seed,
-        )
+        overrides = {
+            k: v for k, v in dict(
+                image_size=args.image_size, patch_size=args.patch_size, depth=args.depth
+            ).items() if v is not None
+        }
+        demo.run(seed=args.seed, epochs=args.epochs, output_dir=args.output, **overrides)
         return 0
+    if args.command == "pretrain":
+        return run_pretrain(args)
     return 1
 
 

@@ -1,0 +1,16 @@
+"""Runs the guides end to end with tiny settings (``KERAS_JEPA_GUIDE_QUICK=1``)."""
+
+import os
+import runpy
+
+import pytest
+
+GUIDES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guides")
+
+
+@pytest.mark.parametrize("name", ["ijepa_pretraining.py"])
+def test_guide_runs(name, monkeypatch, capsys):
+    monkeypatch.setenv("KERAS_JEPA_GUIDE_QUICK", "1")
+    runpy.run_path(os.path.join(GUIDES, name), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "linear probe: pretrained" in out
