@@ -60,6 +60,7 @@ setup(
         "absl-py",
         "scikit-learn>=1.3",
         "pillow>=9",
+        "matplotlib>=3.8",
     ],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["keras-jepa=keras_jepa.cli:main"]},
