@@ -34,7 +34,7 @@ OFFICIAL_VJEPA = [
     {"context_fraction": 0.0637, "target_fraction": 0.7037},
 ]
 OFFICIAL_TUBE_CONTEXT_FRACTION = 152 / 1568  # 19 of 196 positions kept, over 8 time steps
-TOLERANCE = 0.02  # the acceptance: within 2 percentage points
+TOLERANCE = 0.02  # required agreement with the official sampler: within 2 percentage points
 
 
 def _membership(arrays, num_tokens):
