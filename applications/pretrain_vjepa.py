@@ -11,24 +11,12 @@ Outputs in `--output`: `encoder/` (a preset of the EMA target encoder,
 `VisionTransformer.from_preset(...)`), `log.csv`, `loss.png`, `checkpoints/`, `backup/`.
 """
 
-import argparse
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
-def main(argv=None):
-    """Parses the `keras-jepa pretrain` options (default config: vjepa_tiny_cpu) and runs it."""
-    from keras_jepa.cli import add_pretrain_arguments, run_pretrain
-
-    parser = add_pretrain_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
-    parser.set_defaults(config="vjepa_tiny_cpu")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "vjepa" == "vjepa" and "--video" not in argv:
-        argv.append("--video")
-    return run_pretrain(parser.parse_args(argv))
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from keras_jepa.cli import pretrain_script
+
+    sys.exit(pretrain_script("vjepa_tiny_cpu", video=True, description=__doc__.splitlines()[0]))

@@ -117,6 +117,17 @@ def _list_presets(text):
     return 0
 
 
+def pretrain_script(default_config, video=False, argv=None, description=None):
+    """Entry point of ``applications/pretrain_*.py``: the ``pretrain`` options with another
+    default config (and ``--video`` implied for video configs)."""
+    parser = add_pretrain_arguments(argparse.ArgumentParser(description=description))
+    parser.set_defaults(config=default_config)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if video and "--video" not in argv:
+        argv.append("--video")
+    return run_pretrain(parser.parse_args(argv))
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parser().parse_args(argv)
