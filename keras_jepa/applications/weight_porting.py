@@ -240,6 +240,107 @@ def _listing(keys, limit=12):
     return shown if len(keys) <= limit else f"{shown}, ... ({len(keys) - limit} more)"
 
 
+def assign_weights(
+    entries, state_dict, strict=True, allow_missing=False, strip=OFFICIAL_PREFIXES, drop=(),
+    what="state dict",
+):
+    """Writes an official-format state dict into Keras variables, all or nothing.
+
+    The one assignment routine behind every converter (encoders, predictors, probes).
+
+    Args:
+        entries: ``{official key: (variable, layout)}`` or ``{official key: (variable,
+            layout, index)}``; ``layout`` is ``"linear"`` (torch ``[out, in]``),
+            ``"conv"``, ``"vector"`` or ``"table"`` (copied as is). With ``index`` the key
+            fills ``variable[index]`` (a ``ParameterList`` entry such as V-JEPA's
+            ``mask_tokens.1`` stored in one stacked variable).
+        state_dict: mapping from official key names to arrays (numpy, torch, ...).
+        strict: when True (default), keys with no place in ``entries`` are an error; with
+            False they are skipped and listed in ``report.unexpected``.
+        allow_missing: when False (default), keys of ``entries`` absent from the state dict
+            are an error; with True those weights keep their current values.
+        strip: wrapper prefixes removed from every key first (``()`` keeps keys as they
+            are).
+        drop: keys (or ``re`` patterns matched in full) ignored on purpose, e.g. the stored
+            sin-cos table of a RoPE model; they are listed in ``report.dropped``.
+        what: name used in error messages.
+
+    Returns:
+        A ``PortReport``.
+
+    Raises:
+        ValueError: on a shape mismatch (naming the key, the checkpoint's shape and the
+            model's, both in the official layout), on missing keys unless
+            ``allow_missing``, on unexpected keys when ``strict``, on non-float values.
+            Nothing is written unless every check passes.
+    """
+    state = strip_prefixes(state_dict, strip) if strip else dict(state_dict)
+    dropped = []
+    patterns = [re.compile(p) for p in drop]
+    for key in list(state):
+        if key not in entries and any(p.fullmatch(key) for p in patterns):
+            state.pop(key)
+            dropped.append(key)
+    missing = [key for key in entries if key not in state]
+    unexpected = sorted(key for key in state if key not in entries)
+    problems = []
+    if missing and not allow_missing:
+        problems.append(
+            f"missing keys ({len(missing)}): {_listing(missing)}. The checkpoint does not "
+            "hold these weights of the model; check the architecture (depth, heads, "
+            "qkv_bias, position_embedding, number of mask tokens, output_dim) or pass "
+            "allow_missing=True to keep their current values"
+        )
+    if unexpected and strict:
+        problems.append(
+            f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}. The model has "
+            "no place for these; check the architecture, or pass strict=False to skip them"
+        )
+    writes = {}  # variable id -> [variable, full value or None, [(index, value)]]
+    loaded = []
+    for key, entry in entries.items():
+        if key not in state:
+            continue
+        variable, layout = entry[0], entry[1]
+        index = entry[2] if len(entry) > 2 else None
+        source = to_numpy(state[key])
+        target_shape = variable.shape if index is None else variable.shape[1:]
+        expected = _official_shape(target_shape, layout)
+        value = _to_keras_layout(source, layout)
+        if value is None or tuple(source.shape) != expected:
+            raise ValueError(
+                f"Shape mismatch for {key!r}: the checkpoint has shape "
+                f"{tuple(source.shape)}, the model expects {expected} (official layout; "
+                f"Keras variable {variable.path!r} of shape {tuple(variable.shape)}"
+                f"{'' if index is None else f', entry {index}'}). Build the model with the "
+                "checkpoint's architecture (width, depth, heads, MLP ratio, patch/tubelet "
+                "size, image size and frames for position tables, number of classes)."
+            )
+        if not np.issubdtype(source.dtype, np.floating):
+            raise ValueError(
+                f"{key!r} holds dtype {source.dtype}; expected floating point weights."
+            )
+        slot = writes.setdefault(id(variable), [variable, None, []])
+        if index is None:
+            slot[1] = value
+        else:
+            slot[2].append((index, value))
+        loaded.append(key)
+    if problems:
+        raise ValueError(f"Cannot load the {what}: " + "; ".join(problems) + ".")
+    import keras
+
+    for variable, full, parts in writes.values():
+        if full is None:
+            full = np.array(keras.ops.convert_to_numpy(variable), dtype=np.float32)
+        # A copy: a torch tensor's numpy view must not end up shared with the variable.
+        full = np.array(full, dtype=np.float32, order="C", copy=True)
+        for index, value in parts:
+            full[index] = value
+        variable.assign(full)
+    return PortReport(loaded=loaded, missing=missing, unexpected=unexpected, dropped=dropped)
+
+
 def assign_encoder_weights(
     model, state_dict, strict=True, allow_missing=False, strip=OFFICIAL_PREFIXES
 ):
@@ -257,65 +358,17 @@ def assign_encoder_weights(
         strip: prefixes to strip (``()`` to keep keys as they are).
 
     Returns:
-        A ``PortReport`` (``loaded``, ``missing``, ``unexpected``, ``dropped``).
+        A ``PortReport`` (``loaded``, ``missing``, ``unexpected``, ``dropped``). A RoPE
+        model drops a stored ``pos_embed`` (the released V-JEPA 2 files keep an unused
+        one).
 
     Raises:
-        ValueError: on a shape mismatch (naming the key, the checkpoint's shape and the
-            model's, both in the official layout), on missing keys unless
-            ``allow_missing``, on unexpected keys when ``strict``. Nothing is written
-            unless every check passes.
+        ValueError: see ``assign_weights``. Nothing is written unless every check passes.
     """
-    entries = _encoder_entries(model)
-    state = strip_prefixes(state_dict, strip) if strip else dict(state_dict)
-    dropped = []
-    if model.position_embedding == "rope" and "pos_embed" in state:
-        state.pop("pos_embed")
-        dropped.append("pos_embed")
-    missing = [key for key in entries if key not in state]
-    unexpected = sorted(key for key in state if key not in entries)
-    problems = []
-    if missing and not allow_missing:
-        problems.append(
-            f"missing keys ({len(missing)}): {_listing(missing)}. The checkpoint does not "
-            "hold these weights of the model; check the architecture (depth, qkv_bias, "
-            "position_embedding, output_dim) or pass allow_missing=True to keep their "
-            "current values"
-        )
-    if unexpected and strict:
-        problems.append(
-            f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}. The model has "
-            "no place for these; check the architecture, or pass strict=False to skip them"
-        )
-    writes = []
-    for key, (variable, layout) in entries.items():
-        if key not in state:
-            continue
-        source = to_numpy(state[key])
-        expected = _official_shape(variable.shape, layout)
-        value = _to_keras_layout(source, layout)
-        if value is None or tuple(source.shape) != expected:
-            raise ValueError(
-                f"Shape mismatch for {key!r}: the checkpoint has shape "
-                f"{tuple(source.shape)}, the model expects {expected} (official layout; "
-                f"Keras variable {variable.path!r} of shape {tuple(variable.shape)}). "
-                "Build the model with the checkpoint's architecture (width, depth, heads, "
-                "MLP ratio, patch/tubelet size, image size and frames for pos_embed)."
-            )
-        if not np.issubdtype(source.dtype, np.floating):
-            raise ValueError(
-                f"{key!r} holds dtype {source.dtype}; expected floating point weights."
-            )
-        writes.append((key, variable, value))
-    if problems:
-        raise ValueError("Cannot load the encoder state dict: " + "; ".join(problems) + ".")
-    for _, variable, value in writes:
-        # A copy: a torch tensor's numpy view must not end up shared with the variable.
-        variable.assign(np.array(value, dtype=np.float32, order="C", copy=True))
-    return PortReport(
-        loaded=[key for key, _, _ in writes],
-        missing=missing,
-        unexpected=unexpected,
-        dropped=dropped,
+    drop = ("pos_embed",) if model.position_embedding == "rope" else ()
+    return assign_weights(
+        _encoder_entries(model), state_dict, strict=strict, allow_missing=allow_missing,
+        strip=strip, drop=drop, what="encoder state dict",
     )
 
 
