@@ -1,6 +1,7 @@
 """The ``keras-jepa`` command.
 
-Subcommands: ``presets`` (list the built-in presets), ``demo`` (the main job on embedded
+Subcommands: ``presets`` (list the built-in presets), ``convert`` (official or Hugging
+Face checkpoint -> preset folder), ``demo`` (the main job on embedded
 data), ``xrm`` (discover environments with XRM, then train GroupDRO with them). ``--backend`` picks the Keras backend for this run (same as ``KERAS_BACKEND``).
 """
 
@@ -25,10 +26,20 @@ def _parser():
 
     presets = sub.add_parser("presets", help="list the built-in presets")
     presets.add_argument("--filter", default="", help="only names containing this text")
+    add_convert_arguments(sub.add_parser(
+        "convert",
+        help="convert an official / Hugging Face checkpoint into a keras_jepa preset folder",
+    ))
 
     demo = sub.add_parser(
-        "demo", help="I-JEPA pretraining on embedded digits + linear probe vs random init"
+        "demo", help="V-JEPA intuitive physics on generated videos (default), or "
+                     "--task digits: I-JEPA on embedded digits + linear probe"
     )
+    demo.add_argument("--task", choices=["physics", "digits"], default="physics",
+                      help="physics: V-JEPA pretraining on possible-only videos, then "
+                           "violation-of-expectation surprise (default); digits: I-JEPA")
+    demo.add_argument("--steps", type=int, default=None,
+                      help="physics: pretraining steps (default: the demo's)")
     demo.add_argument("--image-size", type=int, default=None, help="default: the config's (32)")
     demo.add_argument("--patch-size", type=int, default=None, help="default: the config's")
     demo.add_argument("--depth", type=int, default=None, help="default: the config's")
@@ -41,10 +52,22 @@ def _parser():
     ))
     from keras_jepa.evaluation.xrm_benchmark import add_arguments as add_xrm_arguments
 
+    from keras_jepa.evaluation.voe_benchmark import add_arguments as add_voe_arguments
+
+    add_voe_arguments(sub.add_parser(
+        "intphys", help="violation-of-expectation surprise of a V-JEPA on IntPhys, GRASP "
+                        "or InfLevel folders (the paper's evaluation)"
+    ))
     xrm = sub.add_parser(
         "xrm", help="XRM: discover environments without group labels, then GroupDRO with them"
     )
     add_xrm_arguments(xrm)
+    from keras_jepa.evaluation.probe_benchmark import add_arguments as add_evaluate_arguments
+
+    add_evaluate_arguments(sub.add_parser(
+        "evaluate",
+        help="frozen-backbone probes (attentive, linear, k-NN) on a labelled folder or digits",
+    ))
     return parser
 
 
@@ -71,6 +94,39 @@ def add_pretrain_arguments(parser):
     parser.add_argument("--save-context-encoder", action="store_true",
                         help="save the context encoder instead of the EMA target encoder")
     return parser
+
+
+def add_convert_arguments(parser):
+    """Adds the ``convert`` options to ``parser``."""
+    parser.add_argument("checkpoint",
+                        help="official .pth.tar/.pt file, or a Hugging Face folder / "
+                             ".safetensors file (config.json beside it)")
+    parser.add_argument("output", help="preset folder to write")
+    parser.add_argument("--arch", default=None,
+                        help="official preset name (keras-jepa presets), pretraining config "
+                             "name, or JSON file; optional for Hugging Face folders")
+    parser.add_argument("--encoder", choices=["target", "context"], default="target",
+                        help="encoder kept by --encoder-only, and the features encoder "
+                             "of a full model (default: target, the EMA encoder)")
+    parser.add_argument("--encoder-only", action="store_true",
+                        help="write a VisionTransformer backbone instead of the full model")
+    parser.add_argument("--non-strict", action="store_true",
+                        help="skip (and list) checkpoint keys the model has no place for")
+    return parser
+
+
+def run_convert(args):
+    """Runs ``keras_jepa.applications.convert_checkpoint`` from parsed arguments."""
+    from keras_jepa.applications.converters import convert_checkpoint
+
+    try:
+        convert_checkpoint(args.checkpoint, args.output, arch=args.arch,
+                           encoder=args.encoder, encoder_only=args.encoder_only,
+                           strict=not args.non_strict)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def run_pretrain(args):
@@ -110,10 +166,14 @@ def _list_presets(text):
         print(f"No preset name contains {text!r}.")
         return 1
     width = max(len(name) for name, _ in rows)
-    print(f"{'name':<{width}}  {'class':<18}  weights  description")
+    print(f"{'name':<{width}}  {'class':<19}  weights  description")
     for name, entry in rows:
-        weights = "yes" if entry.get("handle") else "no"
-        print(f"{name:<{width}}  {entry['class']:<18}  {weights:<7}  {entry['description']}")
+        if entry.get("source"):
+            weights = "yes" if entry.get("supported", True) else "listed"
+        else:
+            weights = "yes" if entry.get("handle") else "no"
+        print(f"{name:<{width}}  {str(entry['class']):<19}  {weights:<7}  "
+              f"{entry['description']}")
     return 0
 
 
@@ -137,12 +197,28 @@ def main(argv=None):
     if args.backend:
         os.environ.setdefault("KERAS_BACKEND", args.backend)
         _ensure_backend(args.backend)
+    if args.command == "convert":
+        return run_convert(args)
     if args.command == "presets":
         return _list_presets(args.filter)
     if args.command == "xrm":
         from keras_jepa.evaluation.xrm_benchmark import run_from_args
 
         return run_from_args(args)
+    if args.command == "evaluate":
+        from keras_jepa.evaluation.probe_benchmark import run_from_args as run_evaluate
+
+        run_evaluate(args)
+        return 0
+    if args.command == "intphys":
+        from keras_jepa.evaluation.voe_benchmark import run_from_args as run_voe
+
+        return run_voe(args)
+    if args.command == "demo" and args.task == "physics":
+        from keras_jepa.physics_demo import run_demo
+
+        run_demo(steps=args.steps, seed=args.seed, output_dir=args.output)
+        return 0
     if args.command == "demo":
         from keras_jepa import demo
 

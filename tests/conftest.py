@@ -65,3 +65,22 @@ def _reset_keras_state():
 @pytest.fixture
 def backend():
     return keras.backend.backend()
+
+
+@pytest.fixture(scope="module")
+def fast_jax_initializers():
+    """For modules whose models are all overwritten by checkpoints (their random init is
+    never used). On JAX, the default partitionable threefry takes ~3 s to compile a normal draw of a
+    rank-4/5 shape (the patch-embedding kernels) against ~0.6 s without it: switch it off
+    for this module only, and restore it."""
+    if keras.backend.backend() != "jax":
+        yield
+        return
+    import jax
+
+    before = jax.config.jax_threefry_partitionable
+    jax.config.update("jax_threefry_partitionable", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_threefry_partitionable", before)

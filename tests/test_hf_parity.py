@@ -17,27 +17,15 @@ import pytest
 
 from keras_jepa.applications import weight_porting as wp
 from keras_jepa.models.vision_transformer import VisionTransformer
+from tests.official_reference import official_state, reference_forward
 
 ATOL = 1e-4
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _fast_jax_initializers():
-    """Every model here is overwritten by a checkpoint, so its random init is never used.
-    On JAX, the default partitionable threefry takes ~3 s to compile a normal draw of a
-    rank-4/5 shape (the patch-embedding kernels) against ~0.6 s without it: switch it off
-    for this module only, and restore it."""
-    if keras.backend.backend() != "jax":
-        yield
-        return
-    import jax
-
-    before = jax.config.jax_threefry_partitionable
-    jax.config.update("jax_threefry_partitionable", False)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_threefry_partitionable", before)
+def _fast_init(fast_jax_initializers):
+    """Every model here is overwritten by a checkpoint, so its random init is never used."""
+    yield
 
 
 def _report(name, diff):
@@ -80,124 +68,6 @@ def _out(model, x, token_indices=None):
 # ---------------------------------------------------------------------------------------
 # Synthetic official state dicts (exact names and torch layouts) and a numpy reference
 # ---------------------------------------------------------------------------------------
-
-
-def official_state(rng, dim, depth, mlp_hidden, patch, channels, num_tokens,
-                   tubelet=None, pos_embed=True, prefix=""):
-    """An encoder state dict as the official code saves it (torch layouts)."""
-    kernel = (patch, patch) if tubelet is None else (tubelet, patch, patch)
-
-    def rand(*shape, scale=0.2, shift=0.0):
-        return (shift + scale * rng.standard_normal(shape)).astype(np.float32)
-
-    state = {
-        "patch_embed.proj.weight": rand(dim, channels, *kernel, scale=0.1),
-        "patch_embed.proj.bias": rand(dim),
-    }
-    if pos_embed:
-        state["pos_embed"] = rand(1, num_tokens, dim, scale=0.5)
-    for i in range(depth):
-        b = f"blocks.{i}."
-        state.update(
-            {
-                b + "norm1.weight": rand(dim, shift=1.0),
-                b + "norm1.bias": rand(dim),
-                b + "attn.qkv.weight": rand(3 * dim, dim),
-                b + "attn.qkv.bias": rand(3 * dim),
-                b + "attn.proj.weight": rand(dim, dim),
-                b + "attn.proj.bias": rand(dim),
-                b + "norm2.weight": rand(dim, shift=1.0),
-                b + "norm2.bias": rand(dim),
-                b + "mlp.fc1.weight": rand(mlp_hidden, dim),
-                b + "mlp.fc1.bias": rand(mlp_hidden),
-                b + "mlp.fc2.weight": rand(dim, mlp_hidden, scale=0.1),
-                b + "mlp.fc2.bias": rand(dim),
-            }
-        )
-    state["norm.weight"] = rand(dim, shift=1.0)
-    state["norm.bias"] = rand(dim)
-    return {prefix + k: v for k, v in state.items()}
-
-
-_erf = np.frompyfunc(math.erf, 1, 1)
-
-
-def _layer_norm(x, w, b, eps):
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + eps) * w + b
-
-
-def _rope(x, pos, tiled):
-    """torch-style rotation of ``x (B, H, N, d)`` at integer positions ``pos (B, N)``."""
-    d = x.shape[-1]
-    omega = 1.0 / 10000 ** (np.arange(d // 2) / (d / 2))
-    freq = pos[:, None, :, None] * omega  # (B, 1, N, d/2)
-    if tiled:  # the released V-JEPA 2 layout: [f0..f_{d/2-1}, f0..f_{d/2-1}]
-        freq = np.concatenate([freq, freq], axis=-1)
-    else:
-        freq = np.repeat(freq, 2, axis=-1)
-    y = np.stack([-x[..., 1::2], x[..., 0::2]], axis=-1).reshape(x.shape)
-    return x * np.cos(freq) + y * np.sin(freq)
-
-
-def reference_forward(state, x, patch, heads, tubelet=None, eps=1e-6,
-                      token_indices=None, rope_tiled=None):
-    """Float64 forward of the official encoder from its state dict (torch layouts).
-
-    ``x`` is channels-last; ``rope_tiled`` None means sin-cos (``pos_embed`` added).
-    """
-    x = np.asarray(x, np.float64)
-    s = {k: np.asarray(v, np.float64) for k, v in state.items()}
-    w = s["patch_embed.proj.weight"]  # (D, C, [t,] p, p)
-    dim = w.shape[0]
-    if tubelet is None:
-        b, h, wd, c = x.shape
-        grid = (1, h // patch, wd // patch)
-        p = x.reshape(b, h // patch, patch, wd // patch, patch, c)
-        p = p.transpose(0, 1, 3, 5, 2, 4)  # (B, h, w, C, p, p)
-    else:
-        b, t, h, wd, c = x.shape
-        grid = (t // tubelet, h // patch, wd // patch)
-        p = x.reshape(b, t // tubelet, tubelet, h // patch, patch, wd // patch, patch, c)
-        p = p.transpose(0, 1, 3, 5, 7, 2, 4, 6)  # (B, t, h, w, C, tt, p, p)
-    n = int(np.prod(grid))
-    tokens = p.reshape(b, n, -1) @ w.reshape(dim, -1).T + s["patch_embed.proj.bias"]
-    if rope_tiled is None:
-        tokens = tokens + s["pos_embed"]
-    ids = np.tile(np.arange(n), (b, 1))
-    if token_indices is not None:
-        ids = np.broadcast_to(np.asarray(token_indices), (b, np.shape(token_indices)[-1]))
-        tokens = np.take_along_axis(tokens, ids[..., None], axis=1)
-    per_frame = grid[1] * grid[2]
-    coords = (ids // per_frame, (ids % per_frame) // grid[2], ids % grid[2])
-    depth = len({k.split(".")[1] for k in s if k.startswith("blocks.")})
-    hd = dim // heads
-    seg = 2 * ((hd // 3) // 2)
-    for i in range(depth):
-        pre = f"blocks.{i}."
-        hdn = _layer_norm(tokens, s[pre + "norm1.weight"], s[pre + "norm1.bias"], eps)
-        qkv = hdn @ s[pre + "attn.qkv.weight"].T + s[pre + "attn.qkv.bias"]
-        qkv = qkv.reshape(b, -1, 3, heads, hd).transpose(2, 0, 3, 1, 4)  # (3, B, H, N, hd)
-        q, k, v = qkv
-        if rope_tiled is not None:
-            parts_q, parts_k = [], []
-            for a, pos in enumerate(coords):
-                sl = slice(a * seg, (a + 1) * seg)
-                parts_q.append(_rope(q[..., sl], pos, rope_tiled))
-                parts_k.append(_rope(k[..., sl], pos, rope_tiled))
-            q = np.concatenate(parts_q + [q[..., 3 * seg:]], axis=-1)
-            k = np.concatenate(parts_k + [k[..., 3 * seg:]], axis=-1)
-        logits = q @ k.transpose(0, 1, 3, 2) / math.sqrt(hd)
-        attn = np.exp(logits - logits.max(-1, keepdims=True))
-        attn = attn / attn.sum(-1, keepdims=True)
-        out = (attn @ v).transpose(0, 2, 1, 3).reshape(b, -1, dim)
-        tokens = tokens + out @ s[pre + "attn.proj.weight"].T + s[pre + "attn.proj.bias"]
-        hdn = _layer_norm(tokens, s[pre + "norm2.weight"], s[pre + "norm2.bias"], eps)
-        hdn = hdn @ s[pre + "mlp.fc1.weight"].T + s[pre + "mlp.fc1.bias"]
-        hdn = 0.5 * hdn * (1.0 + _erf(hdn / math.sqrt(2.0)).astype(np.float64))
-        tokens = tokens + hdn @ s[pre + "mlp.fc2.weight"].T + s[pre + "mlp.fc2.bias"]
-    return _layer_norm(tokens, s["norm.weight"], s["norm.bias"], eps)
 
 
 # The three release layouts, shrunk: (model kwargs, state-dict kwargs, key prefix).

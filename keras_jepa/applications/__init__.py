@@ -1,4 +1,26 @@
-"""Preset-ready entry classes and the preset registry."""
+"""Ready-to-use models and the released checkpoints.
 
-from keras_jepa.applications.preset_registry import PRESETS
+``IJEPA.from_preset(...)`` / ``VJEPA.from_preset(...)`` give the full released models
+(context encoder, EMA target encoder, predictor); ``VisionTransformer.from_preset(...)``
+gives one encoder as a backbone. ``keras-jepa presets`` lists the names;
+``convert_checkpoint`` (``keras-jepa convert``) turns official or Hugging Face files, and
+checkpoints you trained with the official code, into presets.
+"""
+
+from keras_jepa.applications.converters import (
+    build_model_from_arch,
+    cache_root,
+    checkpoint_path,
+    convert_checkpoint,
+    export_official_state,
+    load_checkpoint_weights,
+)
+from keras_jepa.applications.preset_registry import (
+    OFFICIAL_PRESETS,
+    OFFICIAL_PROBES,
+    PRESETS,
+    UNSUPPORTED_RELEASES,
+)
+from keras_jepa.models.ijepa import IJEPA
 from keras_jepa.models.vision_transformer import VisionTransformer
+from keras_jepa.models.vjepa import VJEPA

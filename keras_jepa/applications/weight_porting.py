@@ -144,11 +144,6 @@ def _encoder_entries(model):
             )
     entries = {}
 
-    def dense(prefix, layer):
-        entries[f"{prefix}.weight"] = (layer.kernel, "linear")
-        if getattr(layer, "bias", None) is not None:
-            entries[f"{prefix}.bias"] = (layer.bias, "vector")
-
     def norm(prefix, layer):
         if getattr(layer, "gamma", None) is not None:
             entries[f"{prefix}.weight"] = (layer.gamma, "vector")
@@ -162,17 +157,7 @@ def _encoder_entries(model):
     if model.pos_embed is not None:
         entries["pos_embed"] = (model.pos_embed.table, "table")
     for i, block in enumerate(model.blocks):
-        prefix = f"blocks.{i}"
-        norm(f"{prefix}.norm1", block.norm1)
-        dense(f"{prefix}.attn.qkv", block.attn.qkv)
-        dense(f"{prefix}.attn.proj", block.attn.proj)
-        norm(f"{prefix}.norm2", block.norm2)
-        for name in ("fc1", "fc2", "fc3"):
-            layer = getattr(block.mlp, name, None)
-            if layer is not None:
-                dense(f"{prefix}.mlp.{name}", layer)
-        if getattr(block, "shortcut", None) is not None:
-            dense(f"{prefix}.shortcut", block.shortcut)
+        _block_entries(entries, f"blocks.{i}", block)
     if model.norm is not None:
         norm("norm", model.norm)
     return entries
@@ -242,7 +227,7 @@ def _listing(keys, limit=12):
 
 def assign_weights(
     entries, state_dict, strict=True, allow_missing=False, strip=OFFICIAL_PREFIXES, drop=(),
-    what="state dict",
+    what="state dict", _check_only=False,
 ):
     """Writes an official-format state dict into Keras variables, all or nothing.
 
@@ -328,6 +313,8 @@ def assign_weights(
         loaded.append(key)
     if problems:
         raise ValueError(f"Cannot load the {what}: " + "; ".join(problems) + ".")
+    if _check_only:
+        return None
     import keras
 
     for variable, full, parts in writes.values():
@@ -573,3 +560,230 @@ def vision_transformer_from_hf(config, state_dict=None, strict=True, **overrides
             model, hf_to_official_encoder(state_dict), strict=strict, strip=()
         )
     return model, report
+
+
+# ---------------------------------------------------------------------------------------
+# Predictors
+# ---------------------------------------------------------------------------------------
+
+
+def _block_entries(entries, prefix, block):
+    """Official keys of one pre-norm ViT block (``norm1``, ``attn.qkv``, ``attn.proj``,
+    ``norm2``, ``mlp.fc1``/``fc2``[/``fc3``])."""
+    for name, layer in (("norm1", block.norm1), ("norm2", block.norm2)):
+        if getattr(layer, "gamma", None) is not None:
+            entries[f"{prefix}.{name}.weight"] = (layer.gamma, "vector")
+        if getattr(layer, "beta", None) is not None:
+            entries[f"{prefix}.{name}.bias"] = (layer.beta, "vector")
+    dense_layers = [("attn.qkv", block.attn.qkv), ("attn.proj", block.attn.proj)]
+    for name in ("fc1", "fc2", "fc3"):
+        layer = getattr(block.mlp, name, None)
+        if layer is not None:
+            dense_layers.append((f"mlp.{name}", layer))
+    if getattr(block, "shortcut", None) is not None:
+        dense_layers.append(("shortcut", block.shortcut))
+    for name, layer in dense_layers:
+        entries[f"{prefix}.{name}.weight"] = (layer.kernel, "linear")
+        if getattr(layer, "bias", None) is not None:
+            entries[f"{prefix}.{name}.bias"] = (layer.bias, "vector")
+
+
+def predictor_entries(predictor, mask_token_key=None):
+    """``{official key: (variable, layout[, index])}`` of a built ``JEPAPredictor``.
+
+    Args:
+        predictor: a built ``keras_jepa`` ``JEPAPredictor``.
+        mask_token_key: how the checkpoint names the mask tokens: ``"mask_token"`` (I-JEPA:
+            one ``[1, 1, d]`` parameter) or ``"mask_tokens"`` (V-JEPA / V-JEPA 2: a
+            ``ParameterList``, keys ``mask_tokens.{i}``). Default: ``"mask_token"`` for a
+            single-token sin-cos predictor, else ``"mask_tokens"``.
+    """
+    for attr in ("predictor_embed", "mask_tokens", "predictor_blocks", "predictor_proj"):
+        if not hasattr(predictor, attr):
+            raise TypeError(
+                f"Expected a built keras_jepa JEPAPredictor; got {type(predictor).__name__} "
+                f"(no attribute {attr!r})."
+            )
+    if mask_token_key is None:
+        single = predictor.num_mask_tokens == 1 and predictor.position_embedding == "sincos"
+        mask_token_key = "mask_token" if single else "mask_tokens"
+    if mask_token_key not in ("mask_token", "mask_tokens"):
+        raise ValueError(
+            f"mask_token_key must be 'mask_token' or 'mask_tokens'; got {mask_token_key!r}."
+        )
+    entries = {}
+    embed = predictor.predictor_embed
+    entries["predictor_embed.weight"] = (embed.kernel, "linear")
+    entries["predictor_embed.bias"] = (embed.bias, "vector")
+    if mask_token_key == "mask_token":
+        if predictor.num_mask_tokens != 1:
+            raise ValueError(
+                "mask_token_key='mask_token' (I-JEPA) needs a predictor with one mask "
+                f"token; this one has {predictor.num_mask_tokens}."
+            )
+        entries["mask_token"] = (predictor.mask_tokens, "table", 0)
+    else:
+        for i in range(predictor.num_mask_tokens):
+            entries[f"mask_tokens.{i}"] = (predictor.mask_tokens, "table", i)
+    if predictor.predictor_pos_embed is not None:
+        entries["predictor_pos_embed"] = (predictor.predictor_pos_embed.table, "table")
+    for i, block in enumerate(predictor.predictor_blocks):
+        _block_entries(entries, f"predictor_blocks.{i}", block)
+    norm = predictor.predictor_norm
+    entries["predictor_norm.weight"] = (norm.gamma, "vector")
+    entries["predictor_norm.bias"] = (norm.beta, "vector")
+    entries["predictor_proj.weight"] = (predictor.predictor_proj.kernel, "linear")
+    entries["predictor_proj.bias"] = (predictor.predictor_proj.bias, "vector")
+    return entries
+
+
+def official_shapes(entries):
+    """``{official key: shape in the official (torch) layout}`` of an entries dict."""
+    out = {}
+    for key, entry in entries.items():
+        variable, layout = entry[0], entry[1]
+        shape = variable.shape if len(entry) == 2 else variable.shape[1:]
+        out[key] = _official_shape(shape, layout)
+    return out
+
+
+def export_state_dict(entries):
+    """The values of an entries dict as an official-format numpy state dict (no prefix);
+    the inverse of ``assign_weights``."""
+    import keras
+
+    out = {}
+    for key, entry in entries.items():
+        variable, layout = entry[0], entry[1]
+        value = keras.ops.convert_to_numpy(variable)
+        if len(entry) > 2:
+            value = value[entry[2]]
+        out[key] = np.ascontiguousarray(_to_official_layout(value, layout))
+    return out
+
+
+def assign_predictor_weights(
+    predictor, state_dict, strict=True, allow_missing=False, strip=OFFICIAL_PREFIXES,
+    mask_token_key=None,
+):
+    """Writes an official-format predictor state dict into a ``JEPAPredictor``.
+
+    Keys are those of the official ``predictor`` modules (``predictor_embed``,
+    ``mask_token`` or ``mask_tokens.{i}``, ``predictor_pos_embed``,
+    ``predictor_blocks.{i}.*``, ``predictor_norm``, ``predictor_proj``), after stripping
+    ``module.``/``backbone.``. A RoPE predictor drops a stored ``predictor_pos_embed`` (the
+    released V-JEPA 2 files may hold one), as the official hub loader does. Without
+    ``mask_token_key`` the name is read from the state dict. See ``assign_weights`` for
+    ``strict``, ``allow_missing`` and the errors.
+    """
+    state = strip_prefixes(state_dict, strip) if strip else dict(state_dict)
+    if mask_token_key is None:
+        if "mask_token" in state:
+            mask_token_key = "mask_token"
+        elif any(k.startswith("mask_tokens.") for k in state):
+            mask_token_key = "mask_tokens"
+    drop = ("predictor_pos_embed",) if predictor.position_embedding == "rope" else ()
+    return assign_weights(
+        predictor_entries(predictor, mask_token_key), state, strict=strict,
+        allow_missing=allow_missing, strip=(), drop=drop, what="predictor state dict",
+    )
+
+
+def count_mask_tokens(state_dict, strip=OFFICIAL_PREFIXES):
+    """Number of mask tokens stored in an official predictor state dict (0 if none)."""
+    state = strip_prefixes(state_dict, strip) if strip else state_dict
+    if "mask_token" in state:
+        return 1
+    ids = [int(k.split(".")[1]) for k in state if re.fullmatch(r"mask_tokens\.\d+", k)]
+    return max(ids) + 1 if ids else 0
+
+
+# ---------------------------------------------------------------------------------------
+# Hugging Face predictor and pooler -> official names
+# ---------------------------------------------------------------------------------------
+
+
+def _fuse(parts, key, what):
+    absent = [n for n, part in zip(("query", "key", "value"), parts) if part is None]
+    present = [n for n, part in zip(("query", "key", "value"), parts) if part is not None]
+    if absent and present:
+        raise ValueError(f"{what} {key}: found {present} but not {absent}.")
+    return np.concatenate([to_numpy(p) for p in parts if p is not None], axis=0)
+
+
+def hf_to_official_predictor(state_dict):
+    """Renames the predictor of a Hugging Face ``VJEPA2Model`` state dict to the official
+    predictor keys (``predictor.embeddings.predictor_embeddings`` -> ``predictor_embed``,
+    the stacked ``mask_tokens [n, 1, 1, d]`` -> ``mask_tokens.{i}``, ``predictor.layer.{i}``
+    -> ``predictor_blocks.{i}`` with q/k/v fused into ``attn.qkv``, ``layernorm`` ->
+    ``predictor_norm``, ``proj`` -> ``predictor_proj``). Returns ``{}`` when the state
+    dict has no predictor; keys outside the predictor are ignored.
+    """
+    state = strip_prefixes(state_dict, HF_PREFIXES)
+    blocks = {}
+    out = {}
+    for key, value in state.items():
+        if not key.startswith("predictor."):
+            continue
+        key = key[len("predictor."):]
+        if key == "embeddings.mask_tokens":
+            tokens = to_numpy(value)
+            for i in range(tokens.shape[0]):
+                out[f"mask_tokens.{i}"] = tokens[i]
+        elif key.startswith("embeddings.predictor_embeddings."):
+            out["predictor_embed." + key.rsplit(".", 1)[1]] = to_numpy(value)
+        elif key.startswith("layernorm."):
+            out["predictor_norm." + key.rsplit(".", 1)[1]] = to_numpy(value)
+        elif key.startswith("proj."):
+            out["predictor_proj." + key.rsplit(".", 1)[1]] = to_numpy(value)
+        elif key.startswith("layer."):
+            blocks["encoder." + key] = value  # reuse the encoder block renaming
+        else:
+            out["predictor." + key] = to_numpy(value)
+    for key, value in hf_to_official_encoder(blocks).items():
+        out[key.replace("blocks.", "predictor_blocks.", 1)] = value
+    return out
+
+
+def hf_to_official_probe(state_dict):
+    """Renames a Hugging Face ``VJEPA2ForVideoClassification`` pooler and classifier to the
+    official V-JEPA 2 probe keys (``pooler.query_tokens``,
+    ``pooler.cross_attention_block.{norm1, xattn.q, xattn.kv, norm2, mlp.*}``,
+    ``pooler.blocks.{i}.{norm1, attn.qkv, attn.proj, norm2, mlp.*}``, ``linear.*``).
+    ``k_proj``/``v_proj`` are fused into ``xattn.kv`` (k | v) and q/k/v into ``attn.qkv``.
+    """
+    state = strip_prefixes(state_dict, HF_PREFIXES)
+    out = {}
+    fused = {}
+    renames = {"layer_norm1": "norm1", "layer_norm2": "norm2", "mlp.fc1": "mlp.fc1",
+               "mlp.fc2": "mlp.fc2", "cross_attn.q_proj": "xattn.q",
+               "self_attn.out_proj": "attn.proj"}
+    for key, value in state.items():
+        if key == "pooler.query_tokens":
+            out[key] = to_numpy(value)
+            continue
+        if key.startswith("classifier."):
+            out["linear." + key.rsplit(".", 1)[1]] = to_numpy(value)
+            continue
+        match = re.fullmatch(
+            r"pooler\.(cross_attention_layer|self_attention_layers\.(\d+))\.(.+)\.(weight|bias)",
+            key,
+        )
+        if not match:
+            continue
+        _, index, module, kind = match.groups()
+        prefix = ("pooler.cross_attention_block" if index is None
+                  else f"pooler.blocks.{index}")
+        if module in renames:
+            out[f"{prefix}.{renames[module]}.{kind}"] = to_numpy(value)
+        elif module in ("cross_attn.k_proj", "cross_attn.v_proj"):
+            slots = fused.setdefault((f"{prefix}.xattn.kv.{kind}"), [None, None])
+            slots[0 if module.endswith("k_proj") else 1] = value
+        elif module in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"):
+            slots = fused.setdefault((f"{prefix}.attn.qkv.{kind}"), [None, None, None])
+            slots["qkv".index(module[-6])] = value
+        else:
+            out[f"{prefix}.{module}.{kind}"] = to_numpy(value)
+    for key, parts in fused.items():
+        out[key] = _fuse(parts, key, "Probe")
+    return out

@@ -10,7 +10,38 @@ class classproperty(property):
         return self.fget(owner)
 
 
-class Backbone(keras.Model):
+class PresetMixin:
+    """``from_preset``, ``save_to_preset`` and ``presets`` for keras_jepa models."""
+
+    @classproperty
+    def presets(cls):
+        """Built-in presets that build this class: ``{name: entry}``."""
+        return preset_utils.list_presets(cls)
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, encoder=None, **kwargs):
+        """Builds a model from a built-in name, a preset directory, or an ``hf://`` /
+        ``kaggle://`` handle. ``kwargs`` override the stored config (e.g. ``dtype``).
+
+        Built-in names of released checkpoints (``keras-jepa presets``) are downloaded
+        and converted on first use, then cached under ``$KERAS_HOME/keras_jepa``; offline,
+        the error names the URL and where to put the file.
+
+        ``encoder`` (``"target"`` or ``"context"``): for a ``VisionTransformer`` loaded
+        from a full JEPA preset, which encoder to return (default ``"target"``, the EMA
+        encoder the official probes evaluate; ``"context"`` is what torch.hub and
+        Hugging Face load); for a JEPA model, which one ``model.backbone`` is.
+        """
+        return preset_utils.load_preset(
+            cls, preset, load_weights=load_weights, encoder=encoder, **kwargs
+        )
+
+    def save_to_preset(self, preset_dir):
+        """Saves config, weights and metadata to ``preset_dir`` (keras-hub layout)."""
+        preset_utils.save_preset(self, preset_dir)
+
+
+class Backbone(PresetMixin, keras.Model):
     """A ``keras.Model`` with ``from_preset``, ``save_to_preset`` and ``presets``.
 
     Subclasses store their constructor arguments and return them from ``get_config``
@@ -31,18 +62,3 @@ class Backbone(keras.Model):
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
-
-    @classproperty
-    def presets(cls):
-        """Built-in presets that build this class: ``{name: entry}``."""
-        return preset_utils.list_presets(cls)
-
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
-        """Builds a model from a built-in name, a preset directory, or an ``hf://`` /
-        ``kaggle://`` handle. ``kwargs`` override the stored config (e.g. ``dtype``)."""
-        return preset_utils.load_preset(cls, preset, load_weights=load_weights, **kwargs)
-
-    def save_to_preset(self, preset_dir):
-        """Saves config, weights and metadata to ``preset_dir`` (keras-hub layout)."""
-        preset_utils.save_preset(self, preset_dir)

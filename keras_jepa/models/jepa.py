@@ -19,6 +19,7 @@ the EMA update of the target encoder, then runs the target encoder on the full i
 import keras
 from keras import ops
 
+from keras_jepa.models.backbone import PresetMixin
 from keras_jepa.models.vision_transformer import VisionTransformer
 
 
@@ -56,7 +57,7 @@ def resolve_encoder(encoder):
     return encoder
 
 
-class JEPA(keras.Model):
+class JEPA(PresetMixin, keras.Model):
     """Base class: holds ``encoder`` (trainable), ``target_encoder`` (EMA, frozen) and
     ``predictor``; subclasses implement ``call`` and ``prediction_loss``.
 
@@ -68,9 +69,17 @@ class JEPA(keras.Model):
             give a constant momentum (V-JEPA 2: 0.99925).
         ema_steps: length of the momentum ramp in optimizer steps (official:
             ``iterations_per_epoch * epochs * ipe_scale``). Required unless constant.
+        feature_encoder: ``"target"`` (default; the EMA encoder, which the official
+            probes evaluate) or ``"context"``: the encoder ``model.backbone`` returns for
+            feature extraction.
+
+    Presets: ``IJEPA.from_preset("ijepa_vith14_in1k_224")``,
+    ``VJEPA.from_preset("vjepa2_vitl16_256")``, ... (``keras-jepa presets``) give the
+    released models with all three modules; ``save_to_preset`` writes your own.
     """
 
-    def __init__(self, encoder, predictor, ema_momentum=(0.996, 1.0), ema_steps=None, **kwargs):
+    def __init__(self, encoder, predictor, ema_momentum=(0.996, 1.0), ema_steps=None,
+                 feature_encoder="target", **kwargs):
         super().__init__(**kwargs)
         encoder = resolve_encoder(encoder)
         if isinstance(predictor, dict):
@@ -85,6 +94,7 @@ class JEPA(keras.Model):
             )
         self.ema_momentum = (m0, m1)
         self.ema_steps = None if ema_steps is None else int(ema_steps)
+        self.feature_encoder = feature_encoder
         self.encoder = encoder
         target_config = {**encoder.get_config(), "name": "target_encoder", "trainable": False}
         self.target_encoder = VisionTransformer.from_config(target_config)
@@ -102,6 +112,22 @@ class JEPA(keras.Model):
         )
         self.momentum_tracker = keras.metrics.Mean(name="ema_momentum")
         self.built = True
+
+    @property
+    def feature_encoder(self):
+        """``"target"`` or ``"context"``: which encoder ``backbone`` returns."""
+        return self._feature_encoder
+
+    @feature_encoder.setter
+    def feature_encoder(self, value):
+        if value not in ("target", "context"):
+            raise ValueError(f"feature_encoder must be 'target' or 'context'; got {value!r}.")
+        self._feature_encoder = value
+
+    @property
+    def backbone(self):
+        """The encoder used for features: the target (EMA) or the context encoder."""
+        return self.target_encoder if self._feature_encoder == "target" else self.encoder
 
     # ------------------------------------------------------------------ EMA
 
@@ -149,6 +175,7 @@ class JEPA(keras.Model):
             "predictor": keras.saving.serialize_keras_object(self.predictor),
             "ema_momentum": list(self.ema_momentum),
             "ema_steps": self.ema_steps,
+            "feature_encoder": self.feature_encoder,
         }
 
     @classmethod

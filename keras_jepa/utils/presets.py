@@ -82,6 +82,10 @@ def resolve_preset(handle):
         entry = PRESETS[handle]
         if entry.get("handle"):
             return resolve_preset(entry["handle"])
+        if entry.get("source"):
+            from keras_jepa.applications.converters import ensure_converted
+
+            return "dir", ensure_converted(handle, entry)
         return "config", entry
     if handle.startswith(("hf://", "kaggle://")):
         return "dir", _download(handle)
@@ -101,13 +105,20 @@ def resolve_preset(handle):
     )
 
 
-def load_preset(cls, handle, load_weights=True, **kwargs):
+def load_preset(cls, handle, load_weights=True, encoder=None, **kwargs):
     """Builds an instance of ``cls`` (or a registered subclass) from a preset handle.
 
-    ``kwargs`` override the stored config (e.g. ``dtype="mixed_bfloat16"``).
+    ``kwargs`` override the stored config (e.g. ``dtype="mixed_bfloat16"``). A
+    ``VisionTransformer`` requested from a JEPA preset is that preset's target encoder
+    (``encoder="target"``, default) or context encoder (``"context"``); for a JEPA model,
+    ``encoder`` sets ``feature_encoder``.
     """
     import keras_jepa.models  # noqa: F401  (registers the classes)
+    from keras_jepa.models.jepa import JEPA
+    from keras_jepa.models.vision_transformer import VisionTransformer
 
+    if encoder not in (None, "target", "context"):
+        raise ValueError(f"encoder must be 'target' or 'context'; got {encoder!r}.")
     kind, value = resolve_preset(handle)
     if kind == "config":
         target = keras.saving.get_registered_object(f"keras_jepa>{value['class']}")
@@ -121,11 +132,24 @@ def load_preset(cls, handle, load_weights=True, **kwargs):
             f"Preset {handle!r} holds class {config.get('registered_name')!r}, which is "
             "not registered. Import the package that defines it first."
         )
+    weights = os.path.join(value, WEIGHTS_FILE)
+    if issubclass(target, JEPA) and issubclass(VisionTransformer, cls) and cls is not object:
+        # A backbone out of a full JEPA preset: build the whole model, keep one encoder.
+        model = target.from_config(config["config"])
+        if load_weights and os.path.exists(weights):
+            model.load_weights(weights)
+        source = model.encoder if encoder == "context" else model.target_encoder
+        backbone_config = {**source.get_config(), "name": "vision_transformer",
+                           "trainable": True, **kwargs}
+        backbone = VisionTransformer.from_config(backbone_config)
+        backbone.set_weights(source.get_weights())
+        return backbone
     _check_class(cls, target, handle)
     model = target.from_config({**config["config"], **kwargs})
-    weights = os.path.join(value, WEIGHTS_FILE)
     if load_weights and os.path.exists(weights):
         model.load_weights(weights)
+    if encoder is not None and isinstance(model, JEPA):
+        model.feature_encoder = encoder
     return model
 
 
@@ -143,9 +167,16 @@ def list_presets(cls=None):
 
     if cls is None:
         return dict(PRESETS)
+    from keras_jepa.models.jepa import JEPA
+    from keras_jepa.models.vision_transformer import VisionTransformer
+
     out = {}
     for name, entry in PRESETS.items():
-        target = keras.saving.get_registered_object(f"keras_jepa>{entry['class']}")
-        if target is not None and issubclass(target, cls):
+        target = keras.saving.get_registered_object(f"keras_jepa>{entry.get('class')}")
+        if target is None:
+            continue
+        # Full JEPA presets also give a VisionTransformer backbone (their target encoder).
+        backbone_of_jepa = issubclass(target, JEPA) and issubclass(VisionTransformer, cls)
+        if issubclass(target, cls) or backbone_of_jepa:
             out[name] = entry
     return out

@@ -1,0 +1,477 @@
+"""Checkpoint conversion: official I-JEPA / V-JEPA / V-JEPA 2 files and Hugging Face
+models into keras_jepa models and presets.
+
+Sources understood by ``convert_checkpoint`` and ``load_checkpoint_weights``:
+
+* official pretraining checkpoints: a dict with ``encoder``, ``target_encoder`` and
+  ``predictor`` state dicts (I-JEPA ``.pth.tar`` with ``module.`` keys; V-JEPA ``.pth.tar``
+  and V-JEPA 2 ``.pt`` with ``module.backbone.`` keys; V-JEPA 2's unused stored sin-cos
+  tables are dropped), plus optimizer state that is ignored;
+* Hugging Face ``IJepaModel`` / ``VJEPA2Model`` weights (``model.safetensors`` or
+  ``pytorch_model.bin``, with ``config.json`` beside them for the architecture): the
+  encoder goes to both encoders (Hugging Face keeps one), the V-JEPA 2 predictor to the
+  predictor;
+* a bare encoder state dict (official key names), for ``encoder_only`` conversion.
+
+Pickled files are read only with ``torch.load(weights_only=True)``
+(``keras_jepa.backend.checkpoint_io``). Every tensor is checked before anything is written:
+a missing key, a shape mismatch (the error names the key and both shapes) or, unless
+``strict=False``, an unexpected key stops the conversion.
+
+The architecture (``arch``) is a name from ``keras_jepa.applications.preset_registry``
+(official presets such as ``"vjepa2_vitl16_256"``, or encoder-only architecture presets),
+a pretraining config name from ``keras_jepa.pretraining.CONFIGS`` (how a checkpoint you
+trained with the official code and the same settings converts), a ``PretrainConfig``, or a
+JSON file with ``PretrainConfig`` fields (``{"base": "<config name>", ...overrides}`` is
+accepted too).
+
+Example (a checkpoint in the official I-JEPA layout, written here with numpy):
+
+>>> import numpy as np
+>>> from keras_jepa.pretraining import get_config
+>>> from keras_jepa.applications import weight_porting as wp
+>>> arch = get_config("ijepa_tiny_cpu").replace(hidden_dim=32, depth=1, predictor_dim=16,
+...                                             predictor_depth=1, image_size=16)
+>>> model = build_model_from_arch(arch)
+>>> state = {part: {"module." + k: v for k, v in sd.items()}
+...          for part, sd in export_official_state(model).items()}
+>>> other = build_model_from_arch(arch)
+>>> reports = load_checkpoint_weights(other, state)
+>>> sorted(reports), reports["predictor"].missing
+(['encoder', 'predictor', 'target_encoder'], [])
+"""
+
+import json
+import os
+
+import numpy as np
+
+from keras_jepa.applications import weight_porting as wp
+
+PARTS = ("encoder", "target_encoder", "predictor")
+ENCODER_CHOICES = ("target", "context")
+
+
+# ---------------------------------------------------------------------------------------
+# Architectures
+# ---------------------------------------------------------------------------------------
+
+
+def resolve_arch(arch):
+    """A ``PretrainConfig`` (full model) or a registry entry with an encoder ``config``.
+
+    Returns ``("pretrain", PretrainConfig)`` or ``("encoder", VisionTransformer kwargs)``.
+    """
+    from keras_jepa.applications.preset_registry import PRESETS
+    from keras_jepa.pretraining import CONFIGS, PretrainConfig, get_config
+
+    if isinstance(arch, PretrainConfig):
+        return "pretrain", arch
+    if isinstance(arch, dict):
+        fields = dict(arch)
+        base = fields.pop("base", None)
+        if base is not None:
+            return "pretrain", get_config(base).replace(**fields)
+        return "pretrain", PretrainConfig(**fields)
+    if not isinstance(arch, str) or not arch:
+        raise ValueError(f"arch must be a preset/config name or a JSON file; got {arch!r}.")
+    if arch in PRESETS:
+        entry = PRESETS[arch]
+        if entry.get("pretrain_config"):
+            return "pretrain", get_config(entry["pretrain_config"]).replace(
+                **entry.get("overrides", {})
+            )
+        if entry.get("class") == "VisionTransformer" and "config" in entry:
+            return "encoder", dict(entry["config"])
+        raise ValueError(
+            f"Preset {arch!r} ({entry.get('class')}) is not a model architecture; pass a "
+            "backbone preset, an official model preset or a pretraining config."
+        )
+    if arch in CONFIGS:
+        return "pretrain", get_config(arch)
+    path = os.path.expanduser(arch)
+    if os.path.isfile(path):
+        with open(path) as f:
+            return resolve_arch(json.load(f))
+    raise ValueError(
+        f"Unknown arch {arch!r}: not a preset name, a pretraining config "
+        f"({', '.join(sorted(CONFIGS))}) or a JSON file. List presets with "
+        "`keras-jepa presets`."
+    )
+
+
+def build_model_from_arch(arch, num_mask_tokens=None, encoder_only=False):
+    """Builds the (untrained) model of ``arch``: ``IJEPA``/``VJEPA``, or a
+    ``VisionTransformer`` when ``encoder_only`` or ``arch`` describes an encoder only.
+
+    ``num_mask_tokens`` overrides the video predictor's (the converter reads it from the
+    checkpoint).
+    """
+    from keras_jepa import pretraining
+    from keras_jepa.models import VisionTransformer
+
+    kind, config = resolve_arch(arch)
+    if kind == "encoder":
+        return VisionTransformer(**config)
+    if encoder_only:
+        return pretraining.build_encoder(config)
+    if num_mask_tokens is not None and config.kind == "video":
+        config = config.replace(num_mask_tokens=int(num_mask_tokens))
+    constant = config.ema_momentum[0] == config.ema_momentum[1]
+    return pretraining.build_model(config, ema_steps=None if constant else 1)
+
+
+# ---------------------------------------------------------------------------------------
+# Reading sources
+# ---------------------------------------------------------------------------------------
+
+
+def _is_hf_state(state):
+    return any("patch_embeddings" in k for k in state)
+
+
+def _find_hf_files(path):
+    """``(weights file, config.json or None)`` of a Hugging Face model folder or file."""
+    if os.path.isdir(path):
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            if os.path.isfile(os.path.join(path, name)):
+                weights = os.path.join(path, name)
+                break
+        else:
+            raise FileNotFoundError(
+                f"{path!r} is a folder without model.safetensors or pytorch_model.bin."
+            )
+        folder = path
+    else:
+        weights, folder = path, os.path.dirname(path)
+    config = os.path.join(folder, "config.json")
+    return weights, config if os.path.isfile(config) else None
+
+
+def read_source(checkpoint):
+    """Reads ``checkpoint`` (a path, a folder, or an already loaded dict).
+
+    Returns ``(kind, parts, hf_config)``: ``kind`` is ``"official"``, ``"hf"`` or
+    ``"encoder"``; ``parts`` maps ``encoder`` / ``target_encoder`` / ``predictor`` to
+    official-format state dicts (prefixes kept; ``assign_*`` strip them).
+    """
+    from keras_jepa.backend.checkpoint_io import read_checkpoint
+
+    hf_config = None
+    if isinstance(checkpoint, (str, os.PathLike)):
+        path = os.path.expanduser(str(checkpoint))
+        if os.path.isdir(path) or path.endswith(".safetensors"):
+            weights, config_path = _find_hf_files(path)
+            state = read_checkpoint(weights)
+            if config_path:
+                with open(config_path) as f:
+                    hf_config = json.load(f)
+        else:
+            state = read_checkpoint(path)
+    elif isinstance(checkpoint, dict):
+        state = checkpoint
+    else:
+        raise ValueError(
+            f"checkpoint must be a file path, a folder or a dict; got {type(checkpoint)}."
+        )
+    if any(k in state for k in PARTS):
+        parts = {}
+        for name in PARTS:
+            if name in state:
+                if not isinstance(state[name], dict):
+                    raise ValueError(f"Checkpoint entry {name!r} is not a state dict.")
+                parts[name] = state[name]
+        return "official", parts, hf_config
+    if "classifier" in state or "classifiers" in state:
+        raise ValueError(
+            "This is an attentive-probe checkpoint (key 'classifier(s)'); load it with "
+            "keras_jepa.applications.load_probe_checkpoint."
+        )
+    tensors = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
+    if not tensors:
+        raise ValueError(
+            "No tensors found: expected an official checkpoint (keys encoder, "
+            f"target_encoder, predictor) or a state dict; top-level keys: {sorted(state)[:10]}."
+        )
+    if _is_hf_state(tensors):
+        parts = {"encoder": wp.hf_to_official_encoder(tensors)}
+        predictor = wp.hf_to_official_predictor(tensors)
+        if predictor:
+            parts["predictor"] = predictor
+        return "hf", parts, hf_config
+    return "encoder", {"encoder": tensors}, hf_config
+
+
+def hf_model_from_config(hf_config, encoder_only=False, num_mask_tokens=None):
+    """The keras_jepa model of a Hugging Face ``config.json`` dict (``IJEPA`` for
+    ``ijepa``, ``VJEPA`` with the V-JEPA 2 predictor for ``vjepa2``)."""
+    from keras_jepa.models import IJEPA, VJEPA, VisionTransformer
+
+    encoder = VisionTransformer(**wp.vit_config_from_hf(hf_config))
+    if encoder_only:
+        return encoder
+    if hf_config.get("model_type") == "ijepa":
+        return IJEPA(encoder, ema_steps=1)
+    return VJEPA(
+        encoder,
+        predictor_dim=int(hf_config.get("pred_hidden_size", 384)),
+        predictor_depth=int(hf_config.get("pred_num_hidden_layers", 12)),
+        predictor_heads=int(hf_config.get("pred_num_attention_heads", 12)),
+        num_mask_tokens=num_mask_tokens or int(hf_config.get("pred_num_mask_tokens", 10)),
+        ema_momentum=(0.99925, 0.99925),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Loading into models
+# ---------------------------------------------------------------------------------------
+
+
+def load_checkpoint_weights(model, checkpoint, strict=True, allow_missing=False,
+                            encoder="target"):
+    """Loads an official / Hugging Face checkpoint into a built keras_jepa model.
+
+    Args:
+        model: an ``IJEPA``/``VJEPA`` (all parts are loaded) or a ``VisionTransformer``
+            (the encoder chosen by ``encoder`` is loaded).
+        checkpoint: a path, a Hugging Face folder, or a loaded dict.
+        strict: unexpected keys are an error (``False``: skipped and reported).
+        allow_missing: missing keys keep their current values instead of failing.
+        encoder: ``"target"`` (the EMA encoder, which the official probes evaluate) or
+            ``"context"`` (the ``encoder`` key, which torch.hub and Hugging Face load);
+            only used for a ``VisionTransformer``, or when a file holds one encoder.
+
+    Returns:
+        ``{part: PortReport}``. When the source holds one encoder (Hugging Face, bare
+        state dicts), both encoders of a JEPA model get it; a JEPA model loaded from a
+        source without a predictor keeps its initial predictor unless ``allow_missing`` is
+        False, in which case it fails.
+    """
+    from keras_jepa.models import VisionTransformer
+    from keras_jepa.models.jepa import JEPA
+
+    if encoder not in ENCODER_CHOICES:
+        raise ValueError(f"encoder must be 'target' or 'context'; got {encoder!r}.")
+    kind, parts, _ = read_source(checkpoint)
+    chosen_key = "target_encoder" if encoder == "target" else "encoder"
+    other_key = "encoder" if chosen_key == "target_encoder" else "target_encoder"
+    chosen = parts.get(chosen_key, parts.get(other_key))
+    reports = {}
+    if isinstance(model, VisionTransformer):
+        if chosen is None:
+            raise ValueError("The checkpoint holds no encoder.")
+        reports["encoder"] = wp.assign_encoder_weights(
+            model, chosen, strict=strict, allow_missing=allow_missing
+        )
+        return reports
+    if not isinstance(model, JEPA):
+        raise TypeError(
+            f"Expected an IJEPA/VJEPA or a VisionTransformer; got {type(model).__name__}."
+        )
+    context = parts.get("encoder", parts.get("target_encoder"))
+    target = parts.get("target_encoder", parts.get("encoder"))
+    if context is None:
+        raise ValueError("The checkpoint holds no encoder.")
+    if "predictor" not in parts and not allow_missing:
+        raise ValueError(
+            f"The checkpoint ({kind}) holds no predictor, so the full {type(model).__name__} "
+            "cannot be loaded. Convert the encoder alone (encoder_only=True / "
+            "--encoder-only), or pass allow_missing=True to keep a freshly initialised "
+            "predictor."
+        )
+    # Check everything first (assign_* are all-or-nothing per part), then write.
+    plans = [("encoder", model.encoder, context), ("target_encoder", model.target_encoder,
+                                                   target)]
+    for name, module, state in plans:
+        _dry_run(wp._encoder_entries(module), state, strict, allow_missing, name,
+                 drop=("pos_embed",) if module.position_embedding == "rope" else ())
+    if "predictor" in parts:
+        _check_predictor(model.predictor, parts["predictor"], strict, allow_missing)
+    for name, module, state in plans:
+        reports[name] = wp.assign_encoder_weights(
+            module, state, strict=strict, allow_missing=allow_missing
+        )
+    if "predictor" in parts:
+        reports["predictor"] = wp.assign_predictor_weights(
+            model.predictor, parts["predictor"], strict=strict, allow_missing=allow_missing
+        )
+    model.feature_encoder = encoder
+    return reports
+
+
+class _Shape:
+    """A stand-in variable carrying only a shape (for checking without writing)."""
+
+    def __init__(self, shape, path):
+        self.shape = tuple(shape)
+        self.path = path
+
+
+def _dry_run(entries, state, strict, allow_missing, what, drop=()):
+    fake = {
+        key: (_Shape(entry[0].shape, entry[0].path),) + tuple(entry[1:])
+        for key, entry in entries.items()
+    }
+    # assign_weights checks everything before writing; with stand-ins it cannot write,
+    # so stop it at the write step.
+    try:
+        wp.assign_weights(fake, state, strict=strict, allow_missing=allow_missing,
+                          drop=drop, what=f"{what} state dict", _check_only=True)
+    except ValueError as e:
+        raise ValueError(f"[{what}] {e}") from e
+
+
+def _check_predictor(predictor, state, strict, allow_missing):
+    stripped = wp.strip_prefixes(state)
+    count = wp.count_mask_tokens(stripped)
+    if count and count != predictor.num_mask_tokens and "mask_token" not in stripped:
+        raise ValueError(
+            f"[predictor] The checkpoint has {count} mask tokens, the model's predictor "
+            f"{predictor.num_mask_tokens}; build it with num_mask_tokens={count}."
+        )
+    key = "mask_token" if "mask_token" in stripped else (
+        "mask_tokens" if count else None)
+    drop = ("predictor_pos_embed",) if predictor.position_embedding == "rope" else ()
+    _dry_run(wp.predictor_entries(predictor, key), stripped, strict, allow_missing,
+             "predictor", drop=drop)
+
+
+def export_official_state(model):
+    """The model's weights as official-format numpy state dicts (no prefixes):
+    ``{"encoder", "target_encoder", "predictor"}`` for a JEPA model, ``{"encoder"}`` for
+    a ``VisionTransformer``. ``torch.save({k: {"module." + n: torch.from_numpy(a) ...}})``
+    of it is a checkpoint the official code (and ``convert_checkpoint``) reads."""
+    from keras_jepa.models import VisionTransformer
+
+    if isinstance(model, VisionTransformer):
+        return {"encoder": wp.export_encoder_state_dict(model)}
+    return {
+        "encoder": wp.export_encoder_state_dict(model.encoder),
+        "target_encoder": wp.export_encoder_state_dict(model.target_encoder),
+        "predictor": wp.export_state_dict(wp.predictor_entries(model.predictor)),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Conversion
+# ---------------------------------------------------------------------------------------
+
+
+def convert_checkpoint(checkpoint, output_dir=None, arch=None, encoder="target",
+                       encoder_only=False, strict=True, allow_missing=False, verbose=True):
+    """Converts a checkpoint into a keras_jepa model and (optionally) a preset folder.
+
+    Args:
+        checkpoint: official ``.pth.tar``/``.pt`` file, Hugging Face folder or
+            ``.safetensors`` file (with ``config.json`` beside it), or a loaded dict.
+        output_dir: where to save the preset (``save_to_preset`` layout); None: don't save.
+        arch: the architecture (see the module docstring). Optional for Hugging Face
+            sources with a ``config.json``.
+        encoder: ``"target"`` or ``"context"``: the encoder a ``VisionTransformer``
+            conversion keeps, and the features encoder of a full model.
+        encoder_only: produce a ``VisionTransformer`` backbone instead of the full model.
+        strict, allow_missing: see ``load_checkpoint_weights``.
+
+    Returns:
+        ``(model, reports)``.
+    """
+    kind, parts, hf_config = read_source(checkpoint)
+    if kind == "encoder":
+        encoder_only = True
+    count = wp.count_mask_tokens(parts["predictor"]) if "predictor" in parts else None
+    if arch is None:
+        if hf_config is None:
+            raise ValueError(
+                "Pass arch= (--arch): an official preset name (e.g. vjepa2_vitl16_256), a "
+                "pretraining config name, or a JSON file. Only Hugging Face folders carry "
+                "their architecture (config.json)."
+            )
+        model = hf_model_from_config(hf_config, encoder_only, num_mask_tokens=count or None)
+    else:
+        model = build_model_from_arch(arch, num_mask_tokens=count or None,
+                                      encoder_only=encoder_only)
+    allow = allow_missing or (kind == "hf" and "predictor" not in parts)
+    reports = load_checkpoint_weights(model, dict(parts), strict=strict,
+                                      allow_missing=allow, encoder=encoder)
+    if kind == "hf" and "predictor" not in parts and not encoder_only and verbose:
+        print("note: this Hugging Face model has no predictor; the predictor is freshly "
+              "initialised (fine for feature extraction; train it before using surprise).")
+    if verbose:
+        for name, report in reports.items():
+            print(f"{name}: {report}")
+    if output_dir:
+        model.save_to_preset(output_dir)
+        if verbose:
+            print(f"saved preset to {output_dir}")
+    return model, reports
+
+
+# ---------------------------------------------------------------------------------------
+# Downloads and the converted-preset cache
+# ---------------------------------------------------------------------------------------
+
+
+def cache_root():
+    """``$KERAS_HOME/keras_jepa`` (default ``~/.keras/keras_jepa``)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "keras_jepa")
+
+
+def checkpoint_path(entry):
+    """Local path where the official file of a registry entry is (or will be) kept."""
+    return os.path.join(cache_root(), "checkpoints", entry["file"])
+
+
+def download_checkpoint(name, entry):
+    """Returns the local path of the entry's file, downloading it if absent.
+
+    Raises:
+        OSError: the download failed (no network, ...); the message names the URL, the
+            file and the local path where to put it by hand.
+    """
+    path = checkpoint_path(entry)
+    if os.path.isfile(path):
+        return path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        import keras
+
+        keras.utils.get_file(
+            fname=entry["file"], origin=entry["source"],
+            cache_dir=os.path.dirname(cache_root()), cache_subdir="keras_jepa/checkpoints",
+        )
+    except Exception as e:  # network errors come in many types
+        raise OSError(
+            f"Could not download the checkpoint of preset {name!r}.\n"
+            f"  URL:  {entry['source']}\n"
+            f"  file: {entry['file']}\n"
+            f"  put it here to load offline: {path}\n"
+            f"(download error: {type(e).__name__}: {str(e)[:200]})"
+        ) from e
+    if not os.path.isfile(path):
+        raise OSError(f"Download of {entry['source']} did not produce {path}.")
+    return path
+
+
+def ensure_converted(name, entry, verbose=True):
+    """The folder of the converted preset ``name``; downloads and converts on first use."""
+    from keras_jepa.utils import presets as preset_utils
+
+    if not entry.get("supported", True) or entry.get("class") in (None,):
+        raise ValueError(f"Preset {name!r} cannot be loaded yet: {entry['description']}")
+    folder = os.path.join(cache_root(), "presets", name)
+    if os.path.isfile(os.path.join(folder, preset_utils.CONFIG_FILE)) and os.path.isfile(
+        os.path.join(folder, preset_utils.WEIGHTS_FILE)
+    ):
+        return folder
+    path = download_checkpoint(name, entry)
+    if verbose:
+        print(f"converting {path} -> {folder}")
+    tmp = folder + ".partial"
+    convert_checkpoint(path, tmp, arch=name, verbose=verbose)
+    if os.path.isdir(folder):
+        import shutil
+
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder
