@@ -6,6 +6,20 @@ from keras_jepa.evaluation.environment_discovery import (
     search_xrm,
     train_group_robust,
 )
+from keras_jepa.evaluation.attentive_probe import (
+    AttentiveClassifier,
+    CrossAttention,
+    CrossAttentionBlock,
+    attentive_probe_entries,
+    export_official_probe,
+    load_official_probe,
+)
+from keras_jepa.evaluation.features import (
+    FeatureExtractor,
+    extract_features,
+    images_as_video,
+    segment_tokens,
+)
 from keras_jepa.evaluation.groups import (
     GroupSelection,
     adjusted_rand_index,
@@ -22,4 +36,16 @@ from keras_jepa.evaluation.groups import (
     select_by_worst_group,
     subsample_groups,
     worst_group_accuracy,
+)
+from keras_jepa.evaluation.probes import (
+    PROBE_RECIPES,
+    LinearClassifier,
+    aggregate_views,
+    evaluate_probe,
+    flatten_views,
+    knn_classify,
+    predict_probabilities,
+    probe_optimizer,
+    topk_accuracy,
+    train_probe,
 )

@@ -1,0 +1,335 @@
+"""Frozen-backbone probes: official probe parity, loading errors, protocols, k-NN, features."""
+
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_jepa.evaluation.attentive_probe import (
+    AttentiveClassifier,
+    attentive_probe_entries,
+    export_official_probe,
+    load_official_probe,
+)
+from keras_jepa.evaluation.features import (
+    FeatureExtractor,
+    extract_features,
+    images_as_video,
+    segment_tokens,
+)
+from keras_jepa.evaluation.probes import (
+    LinearClassifier,
+    aggregate_views,
+    evaluate_probe,
+    knn_classify,
+    topk_accuracy,
+    train_probe,
+)
+from keras_jepa.models import VisionTransformer
+from tests.conftest import seed_everything
+
+D, HEADS, CLASSES, TOKENS = 32, 4, 7, 10
+
+
+# ----------------------------------------------------------------- official-format reference
+
+
+def official_state_dict(variant, depth, rng, with_unused_proj=True):
+    """Random weights under the exact official keys, torch layouts, ``module.`` prefix."""
+    state = {"pooler.query_tokens": rng.normal(0, 1, (1, 1, D))}
+
+    def linear(prefix, out, inp):
+        state[f"{prefix}.weight"] = rng.normal(0, 1 / math.sqrt(inp), (out, inp))
+        state[f"{prefix}.bias"] = rng.normal(0, 0.1, (out,))
+
+    def norm(prefix):
+        state[f"{prefix}.weight"] = 1 + rng.normal(0, 0.2, (D,))
+        state[f"{prefix}.bias"] = rng.normal(0, 0.2, (D,))
+
+    cross = "pooler.cross_attention_block"
+    norm(f"{cross}.norm1")
+    linear(f"{cross}.xattn.q", D, D)
+    linear(f"{cross}.xattn.kv", 2 * D, D)
+    if variant == "vjepa" and with_unused_proj:
+        linear(f"{cross}.xattn.proj", D, D)
+    norm(f"{cross}.norm2")
+    linear(f"{cross}.mlp.fc1", 4 * D, D)
+    linear(f"{cross}.mlp.fc2", D, 4 * D)
+    for i in range(depth - 1):
+        prefix = f"pooler.blocks.{i}"
+        norm(f"{prefix}.norm1")
+        linear(f"{prefix}.attn.qkv", 3 * D, D)
+        linear(f"{prefix}.attn.proj", D, D)
+        norm(f"{prefix}.norm2")
+        linear(f"{prefix}.mlp.fc1", 4 * D, D)
+        linear(f"{prefix}.mlp.fc2", D, 4 * D)
+    linear("linear", CLASSES, D)
+    return {"module." + k: v.astype(np.float32) for k, v in state.items()}
+
+
+def _ln(x, w, b, eps=1e-5):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+def _lin(x, s, prefix):
+    return x @ s[f"{prefix}.weight"].T + s[f"{prefix}.bias"]
+
+
+def _gelu(x):
+    from scipy.special import erf
+
+    return 0.5 * x * (1 + erf(x / math.sqrt(2)))
+
+
+def _softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def _attend(q, k, v):
+    """Heads split as in the official reshape ``(B, n, H, hd)``; scale ``hd ** -0.5``."""
+    b, n, _ = q.shape
+    hd = D // HEADS
+    split = lambda t: t.reshape(b, t.shape[1], HEADS, hd).transpose(0, 2, 1, 3)  # noqa: E731
+    a = _softmax(split(q) @ split(k).transpose(0, 1, 3, 2) * hd**-0.5)
+    return (a @ split(v)).transpose(0, 2, 1, 3).reshape(b, n, D)
+
+
+def _mlp(x, s, prefix):
+    return _lin(_gelu(_lin(x, s, f"{prefix}.fc1")), s, f"{prefix}.fc2")
+
+
+def _self_block(x, s, prefix):
+    h = _ln(x, s[f"{prefix}.norm1.weight"], s[f"{prefix}.norm1.bias"])
+    qkv = _lin(h, s, f"{prefix}.attn.qkv")
+    x = x + _lin(_attend(qkv[..., :D], qkv[..., D:2 * D], qkv[..., 2 * D:]), s,
+                 f"{prefix}.attn.proj")
+    h = _ln(x, s[f"{prefix}.norm2.weight"], s[f"{prefix}.norm2.bias"])
+    return x + _mlp(h, s, f"{prefix}.mlp")
+
+
+def official_forward(state, x, variant, depth):
+    """float64 numpy forward of the official AttentiveClassifier from its state dict."""
+    s = {k[len("module."):]: v.astype(np.float64) for k, v in state.items()}
+    x = x.astype(np.float64)
+    blocks = [f"pooler.blocks.{i}" for i in range(depth - 1)]
+    if variant == "vjepa2":
+        for prefix in blocks:
+            x = _self_block(x, s, prefix)
+    c = "pooler.cross_attention_block"
+    q = np.repeat(s["pooler.query_tokens"], x.shape[0], axis=0)
+    kv_in = _ln(x, s[f"{c}.norm1.weight"], s[f"{c}.norm1.bias"])
+    kv = _lin(kv_in, s, f"{c}.xattn.kv")
+    q = q + _attend(_lin(q, s, f"{c}.xattn.q"), kv[..., :D], kv[..., D:])  # no proj
+    q = q + _mlp(_ln(q, s[f"{c}.norm2.weight"], s[f"{c}.norm2.bias"]), s, f"{c}.mlp")
+    if variant == "vjepa":
+        for prefix in blocks:
+            q = _self_block(q, s, prefix)
+    return _lin(q[:, 0], s, "linear")
+
+
+@pytest.mark.parametrize("variant,depth", [("vjepa", 1), ("vjepa", 2), ("vjepa2", 4)])
+def test_official_probe_loads_and_matches_numpy(variant, depth):
+    rng = np.random.default_rng(depth)
+    state = official_state_dict(variant, depth, rng)
+    probe = AttentiveClassifier(CLASSES, D, num_heads=HEADS, variant=variant, depth=depth)
+    report = load_official_probe(probe, state)
+    stripped = {k[len("module."):] for k in state}
+    # Every key accounted for: loaded, or dropped on purpose (V-JEPA 1's unused proj).
+    assert set(report.loaded) | set(report.dropped) == stripped
+    assert report.missing == [] and report.unexpected == []
+    expected_dropped = (["pooler.cross_attention_block.xattn.proj.bias",
+                         "pooler.cross_attention_block.xattn.proj.weight"]
+                        if variant == "vjepa" else [])
+    assert sorted(report.dropped) == expected_dropped
+    x = rng.normal(0, 1, (3, TOKENS, D)).astype(np.float32)
+    got = keras.ops.convert_to_numpy(probe(x))
+    want = official_forward(state, x, variant, depth)
+    assert np.abs(got - want).max() <= 1e-4
+    assert np.abs(want).max() > 0.5  # not a degenerate comparison
+
+
+def test_export_round_trip_and_serialization():
+    probe = AttentiveClassifier(CLASSES, D, num_heads=HEADS, variant="vjepa2", depth=2)
+    x = np.random.default_rng(0).normal(0, 1, (2, TOKENS, D)).astype(np.float32)
+    exported = export_official_probe(probe)
+    assert exported["pooler.cross_attention_block.xattn.kv.weight"].shape == (2 * D, D)
+    assert exported["linear.weight"].shape == (CLASSES, D)
+    assert set(exported) == set(attentive_probe_entries(probe))
+    other = AttentiveClassifier.from_config(probe.get_config())
+    assert other.get_config() == probe.get_config()
+    assert not np.allclose(keras.ops.convert_to_numpy(other(x)),
+                           keras.ops.convert_to_numpy(probe(x)))
+    load_official_probe(other, exported)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(other(x)),
+                               keras.ops.convert_to_numpy(probe(x)), atol=1e-6)
+
+
+def test_malformed_probe_state_dicts_raise_naming_the_key():
+    probe = AttentiveClassifier(CLASSES, D, num_heads=HEADS)
+    before = [keras.ops.convert_to_numpy(w).copy() for w in probe.weights]
+    state = official_state_dict("vjepa", 1, np.random.default_rng(0))
+    missing = dict(state)
+    del missing["module.pooler.cross_attention_block.mlp.fc1.bias"]
+    with pytest.raises(ValueError, match=r"missing.*pooler\.cross_attention_block\.mlp\.fc1\.bias"):
+        load_official_probe(probe, missing)
+    wrong = dict(state)
+    wrong["module.linear.weight"] = np.zeros((CLASSES + 1, D), np.float32)
+    with pytest.raises(ValueError, match=r"'linear\.weight'.*\(8, 32\).*\(7, 32\)"):
+        load_official_probe(probe, wrong)
+    extra = dict(state)
+    extra["module.pooler.blocks.0.norm1.weight"] = np.ones((D,), np.float32)
+    with pytest.raises(ValueError, match=r"unexpected.*pooler\.blocks\.0\.norm1\.weight"):
+        load_official_probe(probe, extra)
+    # V-JEPA 2 probes have no xattn.proj: a file that holds one is not a V-JEPA 2 probe.
+    probe2 = AttentiveClassifier(CLASSES, D, num_heads=HEADS, variant="vjepa2", depth=1)
+    with pytest.raises(ValueError, match=r"xattn\.proj"):
+        load_official_probe(probe2, state)
+    after = [keras.ops.convert_to_numpy(w) for w in probe.weights]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))  # nothing written
+    with pytest.raises(ValueError, match="'vjepa3'"):
+        AttentiveClassifier(CLASSES, D, variant="vjepa3")
+
+
+# ----------------------------------------------------------------- training on a toy task
+
+
+def _toy_tokens(n, rng):
+    """Class = which of 3 directions is added to the tokens (plus unit noise), stronger in
+    one random token: linearly separable after mean pooling."""
+    dirs = np.eye(16)[:3]
+    y = rng.integers(0, 3, n)
+    x = rng.normal(0, 1, (n, 6, 16)) + dirs[y][:, None]
+    x[np.arange(n), rng.integers(0, 6, n)] += 2 * dirs[y]
+    return x.astype(np.float32), y.astype(np.int32)
+
+
+def test_probes_learn_a_separable_task():
+    seed_everything(0)
+    rng = np.random.default_rng(0)
+    x, y = _toy_tokens(300, rng)
+    tx, ty = _toy_tokens(150, rng)
+    attentive = AttentiveClassifier(3, 16, num_heads=2)
+    out = train_probe(attentive, x, y, epochs=10, batch_size=32, lr=3e-3,
+                      validation_data=(tx, ty))
+    linear = LinearClassifier(3, 16)
+    out_lin = train_probe(linear, x, y, epochs=10, batch_size=32, lr=3e-2,
+                          validation_data=(tx, ty))
+    assert out["val"]["top1"] >= 0.9, out["val"]
+    assert out_lin["val"]["top1"] >= 0.9, out_lin["val"]
+    assert out["history"]["loss"][-1] < out["history"]["loss"][0]
+
+
+# ----------------------------------------------------------------- protocols
+
+
+def test_aggregate_views_averages_softmax_over_views():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 2, (4, 3, 5))  # B=4, V=3
+    want = np.mean([np.exp(v) / np.exp(v).sum(-1, keepdims=True)
+                    for v in logits.transpose(1, 0, 2)], axis=0)
+    np.testing.assert_allclose(aggregate_views(logits.reshape(12, 5), 3), want, atol=1e-12)
+    np.testing.assert_allclose(aggregate_views(logits, 3), want, atol=1e-12)
+    with pytest.raises(ValueError, match="num_views=5"):
+        aggregate_views(logits.reshape(12, 5), 5)
+    s = np.array([[0.1, 0.5, 0.4], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
+    assert topk_accuracy(s, [2, 0, 1], 1) == pytest.approx(1 / 3)
+    assert topk_accuracy(s, [2, 0, 1], 2) == pytest.approx(2 / 3)
+    assert topk_accuracy(s, [2, 0, 1], 3) == 1.0
+
+
+def test_segment_tokens_concatenates_segments_per_view():
+    b, s, v, n = 2, 3, 2, 4
+    tokens = np.random.default_rng(0).normal(size=(b * s * v, n, 5)).astype(np.float32)
+    out = keras.ops.convert_to_numpy(segment_tokens(tokens, s, v))
+    for bi in range(b):
+        for vi in range(v):
+            want = np.concatenate([tokens[(bi * s + si) * v + vi] for si in range(s)])
+            np.testing.assert_array_equal(out[bi, vi], want)
+
+
+@pytest.fixture(scope="module")
+def video_encoder():
+    seed_everything(0)
+    return VisionTransformer(image_size=16, patch_size=8, num_frames=4, tubelet_size=2,
+                             hidden_dim=16, depth=1, num_heads=2)
+
+
+def test_feature_extractor_segments_views_and_images_as_video(video_encoder):
+    rng = np.random.default_rng(0)
+    clips = rng.normal(size=(2, 3, 2, 4, 16, 16, 3)).astype(np.float32)  # B, S, V, T, H, W, C
+    ext = FeatureExtractor(video_encoder, num_segments=3, num_views=2)
+    got = keras.ops.convert_to_numpy(ext.predict_on_batch(clips))
+    assert got.shape == (2, 2, 3 * 8, 16)
+    enc = lambda c: keras.ops.convert_to_numpy(video_encoder(c[None]))[0]  # noqa: E731
+    for bi in range(2):
+        for vi in range(2):
+            want = np.concatenate([enc(clips[bi, si, vi]) for si in range(3)])
+            np.testing.assert_allclose(got[bi, vi], want, atol=1e-5)
+    images = rng.normal(size=(2, 16, 16, 3)).astype(np.float32)
+    pooled = FeatureExtractor(video_encoder, pool="mean", image_frames=4)
+    got = keras.ops.convert_to_numpy(pooled.predict_on_batch(images))
+    video = np.repeat(images[:, None], 4, axis=1)
+    assert np.array_equal(images_as_video(images, 4), video)
+    want = keras.ops.convert_to_numpy(video_encoder(video)).mean(1)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_extract_features_is_deterministic_and_writes_npy(video_encoder, tmp_path):
+    rng = np.random.default_rng(0)
+    videos = rng.normal(size=(5, 4, 16, 16, 3)).astype(np.float32)
+    labels = np.arange(5) % 2
+    a, la = extract_features(video_encoder, (videos, labels), batch_size=2, verbose=0)
+    path = os.path.join(tmp_path, "feats.npy")
+    b, lb = extract_features(video_encoder, (videos, labels), batch_size=2, output=path,
+                             verbose=0)
+    assert a.shape == (5, 16) and np.array_equal(a, np.asarray(b))
+    assert np.array_equal(la, labels) and np.array_equal(lb, labels)
+    np.testing.assert_array_equal(np.load(path), a)
+    np.testing.assert_array_equal(np.load(os.path.join(tmp_path, "feats_labels.npy")), labels)
+    want = keras.ops.convert_to_numpy(video_encoder(videos)).mean(1)
+    np.testing.assert_allclose(a, want, atol=1e-5)
+
+
+# ----------------------------------------------------------------- k-NN
+
+
+def test_knn_matches_brute_force():
+    rng = np.random.default_rng(3)
+    train = rng.normal(size=(60, 8))
+    labels = rng.integers(0, 4, 60)
+    test = rng.normal(size=(13, 8))
+    votes = knn_classify(train, labels, test, k=7, temperature=0.07, batch_size=5)
+    for i, t in enumerate(test):
+        sims = [float(t @ r / np.linalg.norm(t) / np.linalg.norm(r)) for r in train]
+        order = sorted(range(60), key=lambda j: -sims[j])[:7]
+        want = np.zeros(4)
+        for j in order:
+            want[labels[j]] += math.exp(sims[j] / 0.07)
+        np.testing.assert_allclose(votes[i], want, rtol=1e-4)
+    acc = topk_accuracy(knn_classify(train, labels, train, k=1), labels, 1)
+    assert acc == 1.0  # each point is its own nearest neighbour
+    with pytest.raises(ValueError, match="temperature"):
+        knn_classify(train, labels, test, temperature=0)
+
+
+def test_linear_classifier_standardises_and_round_trips():
+    rng = np.random.default_rng(0)
+    feats = rng.normal(5, 3, (40, 6, 8)).astype(np.float32)
+    probe = LinearClassifier(3, 8)
+    probe.adapt(feats)
+    pooled = feats.mean(1)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(probe.feature_mean),
+                               pooled.mean(0), rtol=1e-5)
+    want = ((pooled - pooled.mean(0)) / (pooled.std(0) + 1e-6)) @ keras.ops.convert_to_numpy(
+        probe.linear.kernel) + keras.ops.convert_to_numpy(probe.linear.bias)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(probe(feats)), want, atol=1e-4)
+    other = LinearClassifier.from_config(probe.get_config())
+    assert other.get_config() == probe.get_config()
+    metrics = evaluate_probe(probe, feats[:, None], np.zeros(40, int), num_views=1)
+    assert set(metrics) == {"top1", "top5"} and metrics["top5"] == 1.0
