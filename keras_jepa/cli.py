@@ -112,14 +112,30 @@ def add_convert_arguments(parser):
                         help="write a VisionTransformer backbone instead of the full model")
     parser.add_argument("--non-strict", action="store_true",
                         help="skip (and list) checkpoint keys the model has no place for")
+    parser.add_argument("--probe", action="store_true",
+                        help="the checkpoint is an attentive probe (V-JEPA *-probe.pth.tar, "
+                             "V-JEPA 2 evals/*.pt, or a Hugging Face classifier folder)")
+    parser.add_argument("--index", type=int, default=0,
+                        help="--probe: which classifier of a V-JEPA 2 list (default 0)")
+    parser.add_argument("--num-heads", type=int, default=16,
+                        help="--probe: attention heads (16 in every release)")
     return parser
 
 
 def run_convert(args):
     """Runs ``keras_jepa.applications.convert_checkpoint`` from parsed arguments."""
-    from keras_jepa.applications.converters import convert_checkpoint
+    from keras_jepa.applications.converters import convert_checkpoint, load_probe_checkpoint
 
     try:
+        if args.probe:
+            from keras_jepa.utils.presets import save_preset
+
+            probe = load_probe_checkpoint(args.checkpoint, num_heads=args.num_heads,
+                                          index=args.index, strict=not args.non_strict)
+            save_preset(probe, args.output)
+            print(f"saved {probe.variant} probe ({probe.num_classes} classes, depth "
+                  f"{probe.depth}) to {args.output}")
+            return 0
         convert_checkpoint(args.checkpoint, args.output, arch=args.arch,
                            encoder=args.encoder, encoder_only=args.encoder_only,
                            strict=not args.non_strict)

@@ -647,3 +647,104 @@ def pretrain(
         "log_path": log_path, "plot_path": plot_path, "seconds": seconds, "steps": lengths,
         "dataset": dataset,
     }
+
+
+# ------------------------------------------------------------------ official YAML configs
+
+
+def _official_size(model_name):
+    from keras_jepa.models.vision_transformer import VIT_SIZES
+
+    size = str(model_name).replace("vit_", "", 1)
+    if size not in VIT_SIZES:
+        raise ValueError(
+            f"Unknown official model_name {model_name!r}; known: "
+            f"{', '.join('vit_' + s for s in VIT_SIZES)}."
+        )
+    return dict(VIT_SIZES[size])
+
+
+def config_from_official(official):
+    """A :class:`PretrainConfig` from an official training config (I-JEPA
+    ``configs/*.yaml``, V-JEPA ``configs/pretrain/*.yaml``, V-JEPA 2
+    ``configs/train/*/*.yaml``), given as a path or as the loaded dict.
+
+    This is how a checkpoint trained with the official code finds its architecture:
+    ``keras-jepa convert jepa-latest.pth.tar OUT --arch my_run.yaml``. The model fields are
+    read exactly (``model_name``, predictor depth/width/heads, crop and patch size,
+    frames, tubelet, ``uniform_power``, ``use_rope``) along with the optimisation and EMA
+    settings; the data paths are ignored.
+
+    Example:
+
+    >>> official = {"meta": {"model_name": "vit_huge", "pred_depth": 12,
+    ...                      "pred_emb_dim": 384},
+    ...             "data": {"crop_size": 448}, "mask": {"patch_size": 16}}
+    >>> config = config_from_official(official)
+    >>> config.hidden_dim, config.image_size, config.patch_size, config.sincos_order
+    (1280, 448, 16, 'wh')
+    """
+    if isinstance(official, (str, os.PathLike)):
+        import yaml
+
+        with open(official) as f:
+            official = yaml.safe_load(f)
+    if not isinstance(official, dict):
+        raise ValueError(f"Expected an official config dict; got {type(official).__name__}.")
+    data = official.get("data") or {}
+    opt = official.get("optimization") or {}
+    meta = official.get("meta") or {}
+    common = {}
+    for ours, theirs in (("start_lr", "start_lr"), ("lr", "lr"), ("final_lr", "final_lr"),
+                         ("warmup_epochs", "warmup"), ("epochs", "epochs"),
+                         ("ipe_scale", "ipe_scale")):
+        if opt.get(theirs) is not None:
+            common[ours] = type(getattr(CONFIGS["ijepa_tiny_cpu"], ours))(opt[theirs])
+    if opt.get("weight_decay") is not None:
+        wd = float(opt["weight_decay"])
+        common["weight_decay"] = (wd, float(opt.get("final_weight_decay", wd)))
+    if opt.get("ema"):
+        common["ema_momentum"] = tuple(float(v) for v in opt["ema"])
+    if "model_name" in meta:  # I-JEPA
+        mask = official.get("mask") or {}
+        return get_config("ijepa_vith14_in1k").replace(
+            name="official_ijepa", **_official_size(meta["model_name"]),
+            image_size=int(data.get("crop_size", 224)),
+            patch_size=int(mask.get("patch_size", 16)),
+            predictor_dim=int(meta.get("pred_emb_dim", 384)),
+            predictor_depth=int(meta.get("pred_depth", 12)), **common,
+        )
+    model = official.get("model") or {}
+    if "model_name" not in model:
+        raise ValueError(
+            "Not an official I-JEPA / V-JEPA / V-JEPA 2 config: no meta.model_name or "
+            "model.model_name."
+        )
+    if model.get("use_silu") or model.get("use_SiLU"):
+        raise ValueError("use_silu configs (SwiGLU MLPs) are not supported by the converter "
+                         "yet; the released models use GELU MLPs.")
+    rope = bool(model.get("use_rope", False))
+    masks = official.get("mask") or []
+    fpcs = data.get("dataset_fpcs") or [data.get("num_frames", 16)]
+    base = "vjepa2_vitl16" if rope else "vjepa_vitl16"
+    overrides = dict(
+        name="official_vjepa2" if rope else "official_vjepa",
+        **_official_size(model["model_name"]),
+        image_size=int(data.get("crop_size", 224)),
+        patch_size=int(data.get("patch_size", 16)),
+        num_frames=int(max(fpcs)),
+        tubelet_size=int(data.get("tubelet_size", 2)),
+        position_embedding="rope" if rope else "sincos",
+        uniform_power=bool(model.get("uniform_power", not rope)),
+        predictor_dim=int(model.get("pred_embed_dim", 384)),
+        predictor_depth=int(model.get("pred_depth", 12)),
+        predictor_heads=(int(model["pred_num_heads"]) if model.get("pred_num_heads")
+                         else None),
+        num_mask_tokens=max(len(masks), 1) * (len(fpcs) if rope else 1),
+        **common,
+    )
+    if opt.get("clip_grad") is not None:
+        overrides["grad_clip"] = float(opt["clip_grad"])
+    if (official.get("loss") or {}).get("loss_exp") is not None:
+        overrides["loss_exp"] = float(official["loss"]["loss_exp"])
+    return get_config(base).replace(**overrides)

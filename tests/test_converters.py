@@ -101,6 +101,8 @@ def _save_torch(ckpt, path):
             return torch.from_numpy(value)
         if isinstance(value, dict):
             return {k: convert(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [convert(v) for v in value]
         return value
 
     torch.save(convert(ckpt), path)
@@ -447,3 +449,89 @@ def test_offline_preset_error_then_local_file(tmp_path, monkeypatch):
     ref_t = reference_forward(_strip(ckpt["target_encoder"]), x, 8, 2, tubelet=2,
                               rope_tiled=True)
     assert np.abs(_run(again, x) - ref_t).max() <= ATOL
+
+
+# ---------------------------------------------------------------------------------------
+# Attentive-probe files
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["vjepa", "vjepa2"])
+def test_probe_file_matches_official_forward(variant, tmp_path):
+    from tests.test_probes import HEADS, D, official_forward, official_state_dict
+
+    rng = np.random.default_rng(11)
+    depth = 1 if variant == "vjepa" else 4
+    if variant == "vjepa":  # V-JEPA 1: one state dict, with the unused xattn.proj
+        state = official_state_dict("vjepa", depth, rng)
+        ckpt = {"classifier": state, "opt": {"param_groups": []}, "epoch": 20}
+    else:  # V-JEPA 2: a list of heads trained over an lr/wd grid
+        states = [official_state_dict("vjepa2", depth, rng) for _ in range(3)]
+        ckpt = {"classifiers": states, "epoch": 20}
+        state = states[2]
+    path = _save_torch(ckpt, str(tmp_path / f"{variant}-probe.pth.tar"))
+    index = 2 if variant == "vjepa2" else 0
+    out = str(tmp_path / "probe_preset")
+    assert cli.main(["convert", path, out, "--probe", "--num-heads", str(HEADS),
+                     "--index", str(index)]) == 0
+    from keras_jepa.evaluation.attentive_probe import AttentiveClassifier
+    from keras_jepa.utils.presets import load_preset
+
+    probe = load_preset(AttentiveClassifier, out)
+    assert probe.variant == variant and probe.depth == depth
+    x = rng.standard_normal((3, 9, D)).astype(np.float32)
+    diff = np.abs(_run(probe, x) - official_forward(state, x, variant, depth)).max()
+    print(f"\nPARITY {keras.backend.backend()} {variant} probe file: max abs diff {diff:.2e}")
+    assert diff <= ATOL
+    with pytest.raises(ValueError, match="holds 3 classifiers"):
+        if variant == "vjepa2":
+            converters.load_probe_checkpoint(path, num_heads=HEADS, index=3)
+        else:
+            raise ValueError("holds 3 classifiers")  # V-JEPA 1 files hold one head
+
+
+def test_hf_classifier_folder_matches_hf_pooler(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.VJEPA2Config(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=4, crop_size=16,
+        patch_size=8, frames_per_clip=2, pred_hidden_size=16, pred_num_hidden_layers=1,
+        pred_num_attention_heads=2, num_pooler_layers=2, num_labels=6,
+    )
+    hf = _randomize(transformers.VJEPA2ForVideoClassification(config), 3)
+    hf.save_pretrained(str(tmp_path / "hf"))
+    probe = converters.load_probe_checkpoint(str(tmp_path / "hf"), num_heads=4)
+    assert probe.variant == "vjepa2" and probe.depth == 3 and probe.num_classes == 6
+    tokens = np.random.default_rng(5).standard_normal((2, 7, 32)).astype(np.float32)
+    with torch.no_grad():
+        ref = hf.classifier(hf.pooler(torch.from_numpy(tokens))).numpy()
+    assert np.abs(_run(probe, tokens) - ref).max() <= ATOL
+
+
+def test_official_yaml_configs_give_the_registry_architectures(tmp_path):
+    """Excerpts of the released training configs resolve to the registry's models."""
+    yaml = pytest.importorskip("yaml")
+    ijepa = {"meta": {"model_name": "vit_huge", "pred_depth": 12, "pred_emb_dim": 384},
+             "data": {"crop_size": 224}, "mask": {"patch_size": 14},
+             "optimization": {"ema": [0.996, 1.0], "epochs": 300, "lr": 0.001}}
+    vjepa = {"data": {"num_frames": 16, "tubelet_size": 2, "crop_size": 384,
+                      "patch_size": 16},
+             "mask": [{"num_blocks": 8}, {"num_blocks": 2}],
+             "model": {"model_name": "vit_huge", "pred_depth": 12, "pred_embed_dim": 384,
+                       "uniform_power": True, "use_mask_tokens": True}}
+    vjepa2 = {"data": {"crop_size": 256, "patch_size": 16, "dataset_fpcs": [16, 16, 16],
+                       "tubelet_size": 2},
+              "mask": [{"num_blocks": 8}, {"num_blocks": 2}],
+              "model": {"model_name": "vit_giant_xformers", "pred_depth": 12,
+                        "pred_embed_dim": 384, "pred_num_heads": 12, "use_rope": True,
+                        "uniform_power": True}}
+    fields = ("hidden_dim", "depth", "num_heads", "mlp_ratio", "image_size", "patch_size",
+              "position_embedding", "predictor_dim", "predictor_depth", "predictor_heads")
+    for official, name in ((ijepa, "ijepa_vith14_in1k_224"), (vjepa, "vjepa_vith16_384"),
+                           (vjepa2, "vjepa2_vitg16_256")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(official))
+        _, ours = converters.resolve_arch(str(path))
+        _, registry = converters.resolve_arch(name)
+        assert [getattr(ours, f) for f in fields] == [getattr(registry, f) for f in fields]
+    # The V-JEPA 2 training run keeps one mask token per (mask config, clip length).
+    assert converters.resolve_arch(str(tmp_path / "vjepa2_vitg16_256.yaml"))[1].num_mask_tokens == 6

@@ -14,6 +14,7 @@ from keras_jepa.applications.converters import (
     convert_checkpoint,
     export_official_state,
     load_checkpoint_weights,
+    load_probe_checkpoint,
 )
 from keras_jepa.applications.preset_registry import (
     OFFICIAL_PRESETS,

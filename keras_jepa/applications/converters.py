@@ -20,10 +20,11 @@ a missing key, a shape mismatch (the error names the key and both shapes) or, un
 
 The architecture (``arch``) is a name from ``keras_jepa.applications.preset_registry``
 (official presets such as ``"vjepa2_vitl16_256"``, or encoder-only architecture presets),
-a pretraining config name from ``keras_jepa.pretraining.CONFIGS`` (how a checkpoint you
-trained with the official code and the same settings converts), a ``PretrainConfig``, or a
-JSON file with ``PretrainConfig`` fields (``{"base": "<config name>", ...overrides}`` is
-accepted too).
+the official training YAML a checkpoint was trained with (I-JEPA ``configs/*.yaml``,
+V-JEPA ``configs/pretrain/*.yaml``, V-JEPA 2 ``configs/train/*/*.yaml``: the way to
+convert a checkpoint you trained with the official code), a pretraining config name from
+``keras_jepa.pretraining.CONFIGS``, a ``PretrainConfig``, or a JSON file with
+``PretrainConfig`` fields (``{"base": "<config name>", ...overrides}`` is accepted too).
 
 Example (a checkpoint in the official I-JEPA layout, written here with numpy):
 
@@ -63,10 +64,12 @@ def resolve_arch(arch):
     Returns ``("pretrain", PretrainConfig)`` or ``("encoder", VisionTransformer kwargs)``.
     """
     from keras_jepa.applications.preset_registry import PRESETS
-    from keras_jepa.pretraining import CONFIGS, PretrainConfig, get_config
+    from keras_jepa.pretraining import CONFIGS, PretrainConfig, config_from_official, get_config
 
     if isinstance(arch, PretrainConfig):
         return "pretrain", arch
+    if isinstance(arch, dict) and ("meta" in arch or "model" in arch):
+        return "pretrain", config_from_official(arch)  # an official training config
     if isinstance(arch, dict):
         fields = dict(arch)
         base = fields.pop("base", None)
@@ -90,12 +93,14 @@ def resolve_arch(arch):
     if arch in CONFIGS:
         return "pretrain", get_config(arch)
     path = os.path.expanduser(arch)
+    if os.path.isfile(path) and path.lower().endswith((".yaml", ".yml")):
+        return "pretrain", config_from_official(path)
     if os.path.isfile(path):
         with open(path) as f:
             return resolve_arch(json.load(f))
     raise ValueError(
         f"Unknown arch {arch!r}: not a preset name, a pretraining config "
-        f"({', '.join(sorted(CONFIGS))}) or a JSON file. List presets with "
+        f"({', '.join(sorted(CONFIGS))}), an official YAML config or a JSON file. List presets with "
         "`keras-jepa presets`."
     )
 
@@ -185,7 +190,8 @@ def read_source(checkpoint):
     if "classifier" in state or "classifiers" in state:
         raise ValueError(
             "This is an attentive-probe checkpoint (key 'classifier(s)'); load it with "
-            "keras_jepa.applications.load_probe_checkpoint."
+            "keras_jepa.applications.load_probe_checkpoint, or convert it with "
+            "`keras-jepa convert FILE OUT --probe`."
         )
     tensors = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
     if not tensors:
@@ -475,3 +481,92 @@ def ensure_converted(name, entry, verbose=True):
         shutil.rmtree(folder)
     os.replace(tmp, folder)
     return folder
+
+
+# ---------------------------------------------------------------------------------------
+# Attentive-probe checkpoints
+# ---------------------------------------------------------------------------------------
+
+
+def _probe_state(checkpoint, index):
+    """``(official probe state dict, variant, layer-norm eps or None)`` of a probe source."""
+    from keras_jepa.backend.checkpoint_io import read_checkpoint
+
+    hf_eps = None
+    if isinstance(checkpoint, (str, os.PathLike)):
+        path = os.path.expanduser(str(checkpoint))
+        if os.path.isdir(path) or path.endswith(".safetensors"):
+            weights, config_path = _find_hf_files(path)
+            state = read_checkpoint(weights)
+            if config_path:
+                with open(config_path) as f:
+                    hf_eps = json.load(f).get("layer_norm_eps")
+            return wp.hf_to_official_probe(state), "vjepa2", hf_eps
+        state = read_checkpoint(path)
+    elif isinstance(checkpoint, dict):
+        state = checkpoint
+    else:
+        raise ValueError(f"checkpoint must be a path or a dict; got {type(checkpoint)}.")
+    if "classifiers" in state:  # V-JEPA 2: one head per (lr, wd) of the probe grid
+        heads = state["classifiers"]
+        if not 0 <= index < len(heads):
+            raise ValueError(f"index={index}, but the file holds {len(heads)} classifiers.")
+        return heads[index], "vjepa2", None
+    if "classifier" in state:
+        return state["classifier"], "vjepa", None
+    if any(k.endswith("query_tokens") for k in state):
+        if any("pooler.cross_attention_layer" in k for k in state):
+            return wp.hf_to_official_probe(state), "vjepa2", None
+        stripped = wp.strip_prefixes(state, ("module.",))
+        proj = any(".xattn.proj." in k for k in stripped)
+        return state, "vjepa" if proj else "vjepa2", None
+    raise ValueError(
+        "Not an attentive-probe checkpoint: expected the key 'classifier' (V-JEPA), "
+        f"'classifiers' (V-JEPA 2) or a probe state dict; got keys {sorted(state)[:10]}."
+    )
+
+
+def load_probe_checkpoint(checkpoint, num_heads=16, index=0, variant=None, strict=True):
+    """An ``AttentiveClassifier`` with the weights of an official probe file.
+
+    Args:
+        checkpoint: a V-JEPA ``*-probe.pth.tar`` (key ``classifier``), a V-JEPA 2
+            ``evals/*.pt`` (key ``classifiers``, a list: one head per point of the
+            lr/wd grid), a Hugging Face ``VJEPA2ForVideoClassification`` folder, a loaded
+            dict, or a built-in probe preset name (downloaded on first use).
+        num_heads: attention heads (16 in every release: V-JEPA 1 uses the encoder's, 16
+            for ViT-L and ViT-H; V-JEPA 2 uses 16). Not recoverable from the weights.
+        index: which classifier of a V-JEPA 2 list (the official demo uses 0).
+        variant: ``"vjepa"`` / ``"vjepa2"``; read from the file by default.
+        strict: unexpected keys are an error.
+
+    Width, classes and depth are read from the tensors. V-JEPA 1's unused
+    ``xattn.proj`` is dropped.
+    """
+    from keras_jepa.applications.preset_registry import PRESETS
+    from keras_jepa.evaluation.attentive_probe import AttentiveClassifier, load_official_probe
+
+    if isinstance(checkpoint, str) and checkpoint in PRESETS:
+        entry = PRESETS[checkpoint]
+        if entry.get("class") != "AttentiveClassifier":
+            raise ValueError(f"Preset {checkpoint!r} is not a probe.")
+        if not entry.get("supported", True):
+            raise ValueError(f"Preset {checkpoint!r} cannot be loaded yet: "
+                             f"{entry['description']}")
+        checkpoint = download_checkpoint(checkpoint, entry)
+    state, found_variant, eps = _probe_state(checkpoint, index)
+    variant = variant or found_variant
+    stripped = wp.strip_prefixes(state, ("module.",))
+    for key in ("pooler.query_tokens", "linear.weight"):
+        if key not in stripped:
+            raise ValueError(f"The probe state dict has no {key!r}.")
+    embed_dim = int(np.shape(stripped["pooler.query_tokens"])[-1])
+    num_classes = int(np.shape(stripped["linear.weight"])[0])
+    blocks = {k.split(".")[2] for k in stripped if k.startswith("pooler.blocks.")}
+    probe = AttentiveClassifier(
+        num_classes=num_classes, embed_dim=embed_dim, num_heads=num_heads, variant=variant,
+        depth=len(blocks) + 1,
+        **({"layer_norm_epsilon": float(eps)} if eps is not None else {}),
+    )
+    load_official_probe(probe, state, strict=strict)
+    return probe

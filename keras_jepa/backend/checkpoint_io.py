@@ -45,13 +45,15 @@ def _read_pickle(path):
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError (or RuntimeError) here
         text = str(e)
+        detail = [line.strip() for line in text.splitlines() if "Unsupported global" in line]
+        detail = (detail or [text.splitlines()[0] if text else type(e).__name__])[0]
         if "weights_only" in text or "Unpickl" in type(e).__name__ or "GLOBAL" in text:
             raise UnsafeCheckpointError(
                 f"Refusing to load {path!r}: it holds pickled objects other than tensors "
                 "and plain containers, and keras_jepa reads checkpoints only with "
                 "torch.load(weights_only=True), which never runs code from the file. If "
                 "you trust the file, load it yourself with torch.load and pass its state "
-                f"dict to keras_jepa. (torch said: {text.splitlines()[0][:300]})"
+                f"dict to keras_jepa. (torch said: {detail[:300]})"
             ) from e
         raise ValueError(f"Cannot read the PyTorch checkpoint {path!r}: {text[:300]}") from e
     return _to_numpy_tree(state)
