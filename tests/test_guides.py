@@ -7,10 +7,16 @@ import pytest
 
 GUIDES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guides")
 
+# guide file -> a line its quick run must print
+EXPECTED = {
+    "ijepa_pretraining.py": "linear probe: pretrained",
+    "using_official_checkpoints.py": "max |converted - original|: 0.0",
+}
 
-@pytest.mark.parametrize("name", ["ijepa_pretraining.py"])
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_guide_runs(name, monkeypatch, capsys):
     monkeypatch.setenv("KERAS_JEPA_GUIDE_QUICK", "1")
     runpy.run_path(os.path.join(GUIDES, name), run_name="__main__")
     out = capsys.readouterr().out
-    assert "linear probe: pretrained" in out
+    assert EXPECTED[name] in out
