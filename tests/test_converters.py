@@ -535,3 +535,19 @@ def test_official_yaml_configs_give_the_registry_architectures(tmp_path):
         assert [getattr(ours, f) for f in fields] == [getattr(registry, f) for f in fields]
     # The V-JEPA 2 training run keeps one mask token per (mask config, clip length).
     assert converters.resolve_arch(str(tmp_path / "vjepa2_vitg16_256.yaml"))[1].num_mask_tokens == 6
+
+
+def test_encoder_arch_with_full_checkpoint_reads_the_predictor_size(tmp_path):
+    """``--arch <backbone preset or encoder config>``: the predictor comes from the file."""
+    ckpt = _checkpoint("ijepa", seed=12)
+    arch, _, _ = FAMILIES["ijepa"]
+    encoder_config = {"class": "VisionTransformer", "config": dict(
+        image_size=16, patch_size=4, hidden_dim=48, depth=2, num_heads=4, mlp_ratio=2.0,
+        sincos_order="wh")}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(preset_registry.PRESETS, "tiny_vit_test", encoder_config)
+        model, reports = converters.convert_checkpoint(ckpt, arch="tiny_vit_test",
+                                                       verbose=False)
+    assert type(model) is IJEPA and reports["predictor"].missing == []
+    assert (model.predictor.hidden_dim, model.predictor.depth, model.predictor.num_heads) == (
+        arch["predictor_dim"], arch["predictor_depth"], 4)

@@ -228,6 +228,34 @@ def hf_model_from_config(hf_config, encoder_only=False, num_mask_tokens=None):
     )
 
 
+def jepa_from_predictor_state(encoder, predictor_state, predictor_heads=None):
+    """An ``IJEPA`` (image encoder) or ``VJEPA`` (video encoder) around ``encoder`` whose
+    predictor has the size stored in an official predictor state dict: width, depth, MLP
+    width and number of mask tokens come from the tensors; the heads, which tensors do not
+    record, default to the official choice (the encoder's heads for I-JEPA and V-JEPA,
+    12 for V-JEPA 2's RoPE predictor)."""
+    from keras_jepa.models import IJEPA, VJEPA
+
+    state = wp.strip_prefixes(predictor_state)
+    if "predictor_embed.weight" not in state:
+        raise ValueError("The predictor state dict has no 'predictor_embed.weight'.")
+    width = int(np.shape(state["predictor_embed.weight"])[0])
+    depth = len({k.split(".")[1] for k in state if k.startswith("predictor_blocks.")})
+    fc1 = state.get("predictor_blocks.0.mlp.fc1.weight")
+    if fc1 is not None and int(np.shape(fc1)[0]) != int(width * 4.0):
+        raise ValueError(
+            f"The predictor's MLP width {np.shape(fc1)[0]} is not 4 x {width}; build the "
+            "model with a pretraining config instead (--arch CONFIG or YAML)."
+        )
+    common = dict(predictor_dim=width, predictor_depth=depth, predictor_heads=predictor_heads)
+    if encoder.is_video:
+        rope = encoder.position_embedding == "rope"
+        return VJEPA(encoder, num_mask_tokens=max(wp.count_mask_tokens(state), 1),
+                     ema_momentum=(0.99925, 0.99925) if rope else (0.998, 1.0),
+                     ema_steps=None if rope else 1, **common)
+    return IJEPA(encoder, ema_steps=1, **common)
+
+
 # ---------------------------------------------------------------------------------------
 # Loading into models
 # ---------------------------------------------------------------------------------------
@@ -393,6 +421,11 @@ def convert_checkpoint(checkpoint, output_dir=None, arch=None, encoder="target",
                 "their architecture (config.json)."
             )
         model = hf_model_from_config(hf_config, encoder_only, num_mask_tokens=count or None)
+    elif "predictor" in parts and not encoder_only and resolve_arch(arch)[0] == "encoder":
+        # An encoder architecture with a full checkpoint: the predictor's size is read
+        # from its tensors.
+        encoder_model = build_model_from_arch(arch)
+        model = jepa_from_predictor_state(encoder_model, parts["predictor"])
     else:
         model = build_model_from_arch(arch, num_mask_tokens=count or None,
                                       encoder_only=encoder_only)
