@@ -3,6 +3,13 @@
 from keras_jepa.data.embedded import load_digits
 from keras_jepa.data.file_dataset import EpochCallback, FileDataset, SkipSample, scan_folder
 from keras_jepa.data.image_folder import IMAGE_EXTENSIONS, ImageFolderDataset
+from keras_jepa.data.image_text import (
+    ImageCaptionArrays,
+    ImageTextDataset,
+    flatten_captions,
+    make_caption_scenes,
+    read_captions_file,
+)
 from keras_jepa.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,

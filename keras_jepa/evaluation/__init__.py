@@ -37,6 +37,14 @@ from keras_jepa.evaluation.groups import (
     subsample_groups,
     worst_group_accuracy,
 )
+from keras_jepa.evaluation.zero_shot import (
+    encode_images,
+    encode_texts,
+    image_text_scores,
+    retrieval_metrics,
+    zero_shot_accuracy,
+    zero_shot_classify,
+)
 from keras_jepa.evaluation.probes import (
     PROBE_RECIPES,
     LinearClassifier,

@@ -142,8 +142,8 @@ def _folder_data(args, video, size, frames):
 def _load_encoder(spec):
     from keras_jepa.models import VisionTransformer
 
-    if spec and os.path.isdir(os.path.join(spec, "encoder")) and not os.path.exists(
-            os.path.join(spec, "config.json")):
+    if spec and os.path.isfile(os.path.join(spec, "encoder", "config.json")) and not (
+            os.path.exists(os.path.join(spec, "model.weights.h5"))):
         spec = os.path.join(spec, "encoder")  # a pretraining output folder
     return VisionTransformer.from_preset(spec)
 

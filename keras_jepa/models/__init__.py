@@ -4,7 +4,9 @@ from keras_jepa.models.backbone import Backbone
 from keras_jepa.models.group_robust import ERM, GroupDRO
 from keras_jepa.models.ijepa import IJEPA
 from keras_jepa.models.jepa import JEPA
+from keras_jepa.models.llip import CLIP, Llip, SigLIP
 from keras_jepa.models.predictor import JEPAPredictor
+from keras_jepa.models.text_encoder import TextEncoder
 from keras_jepa.models.vision_transformer import VIT_SIZES, VisionTransformer
 from keras_jepa.models.vjepa import VJEPA
 from keras_jepa.models.xrm import XRM
