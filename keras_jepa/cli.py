@@ -2,7 +2,8 @@
 
 Subcommands: ``presets`` (list the built-in presets), ``convert`` (official or Hugging
 Face checkpoint -> preset folder), ``demo`` (the main job on embedded
-data), ``xrm`` (discover environments with XRM, then train GroupDRO with them). ``--backend`` picks the Keras backend for this run (same as ``KERAS_BACKEND``).
+data), ``xrm`` (discover environments with XRM, then train GroupDRO with them), ``train-llip``
+(Llip against SigLIP, zero-shot retrieval). ``--backend`` picks the Keras backend for this run (same as ``KERAS_BACKEND``).
 """
 
 import argparse
@@ -67,6 +68,12 @@ def _parser():
     add_evaluate_arguments(sub.add_parser(
         "evaluate",
         help="frozen-backbone probes (attentive, linear, k-NN) on a labelled folder or digits",
+    ))
+    from keras_jepa.llip_training import add_arguments as add_llip_arguments
+
+    add_llip_arguments(sub.add_parser(
+        "train-llip",
+        help="Llip vs SigLIP on synthetic multi-object captions (or your image-text data)",
     ))
     return parser
 
@@ -247,6 +254,10 @@ def main(argv=None):
         return 0
     if args.command == "pretrain":
         return run_pretrain(args)
+    if args.command == "train-llip":
+        from keras_jepa.llip_training import run_from_args as run_llip
+
+        return run_llip(args)
     return 1
 
 
