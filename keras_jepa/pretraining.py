@@ -66,6 +66,8 @@ class PretrainConfig:
         predictor_dim, predictor_depth: width and depth (official: 384 x 12).
         predictor_heads: ``None`` = the model's default (encoder heads; V-JEPA 2: 12).
         num_mask_tokens: video only (``None``: V-JEPA 2 configs, V-JEPA 1 per config).
+        stop_std: images only: ``None`` for plain I-JEPA queries, or the std of StoP's
+            stochastic-position noise (FlexPredict; ``IJEPA(stochastic_positions=True)``).
     Masks:
         masks: ``MultiBlockMask`` keyword arguments (images) or the list of
             ``MultiBlockMask3D`` configs (videos).
@@ -118,6 +120,7 @@ class PretrainConfig:
     predictor_depth: int = 12
     predictor_heads: Optional[int] = None
     num_mask_tokens: Optional[int] = None
+    stop_std: Optional[float] = None
     masks: object = None
     start_lr: float = 2e-4
     lr: float = 1e-3
@@ -225,6 +228,20 @@ CONFIGS = {
 }
 
 
+# StoP (FlexPredict): I-JEPA's recipe with stochastic target positions.
+CONFIGS["ijepa_stop_tiny_cpu"] = CONFIGS["ijepa_tiny_cpu"].replace(
+    name="ijepa_stop_tiny_cpu", stop_std=0.25,
+    description="I-JEPA + StoP (noise std 0.25), ViT 64-wide, depth 4, patch 4 at 32px",
+)
+# Official configs/pretrain/vit-h16.yaml of StoP: ViT-H/16, noise std 0.2 (0.25 for ViT-B/L),
+# 64 images per device. Not expressed here: the official run holds lr and weight decay
+# constant after epoch 250, and its loader adds a flip, Gaussian blur and random grayscale.
+CONFIGS["ijepa_stop_vith16_in1k"] = CONFIGS["ijepa_vith14_in1k"].replace(
+    name="ijepa_stop_vith16_in1k", patch_size=16, stop_std=0.2, per_device_batch_size=64,
+    description="I-JEPA + StoP ViT-H/16 on ImageNet-1k at 224px, 300 epochs (official)",
+)
+
+
 def get_config(name):
     """The named :class:`PretrainConfig` (a copy), or the config itself if given one.
 
@@ -319,6 +336,8 @@ def build_model(config, encoder=None, ema_steps=None):
         ema_steps=ema_steps,
     )
     if config.kind == "image":
+        if config.stop_std is not None:
+            common.update(stochastic_positions=True, stop_std=config.stop_std)
         return IJEPA(encoder, **common)
     return VJEPA(encoder, num_mask_tokens=config.num_mask_tokens, loss_exp=config.loss_exp,
                  **common)

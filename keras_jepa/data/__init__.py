@@ -3,6 +3,15 @@
 from keras_jepa.data.embedded import load_digits
 from keras_jepa.data.file_dataset import EpochCallback, FileDataset, SkipSample, scan_folder
 from keras_jepa.data.image_folder import IMAGE_EXTENSIONS, ImageFolderDataset
+from keras_jepa.data.iwm_views import (
+    ACTION_DIM,
+    ACTION_NAMES,
+    PairedViewDataset,
+    PairedViews,
+    action_vector,
+    color_jitter,
+    gaussian_blur,
+)
 from keras_jepa.data.image_text import (
     ImageCaptionArrays,
     ImageTextDataset,

@@ -20,6 +20,13 @@ from keras_jepa.evaluation.features import (
     images_as_video,
     segment_tokens,
 )
+from keras_jepa.evaluation.world_model import (
+    chance_mrr,
+    mean_reciprocal_rank,
+    reciprocal_ranks,
+    world_model_banks,
+    world_model_mrr,
+)
 from keras_jepa.evaluation.groups import (
     GroupSelection,
     adjusted_rand_index,

@@ -3,6 +3,15 @@
 from keras_jepa.models.backbone import Backbone
 from keras_jepa.models.group_robust import ERM, GroupDRO
 from keras_jepa.models.ijepa import IJEPA
+from keras_jepa.models.iwm import (
+    IWM,
+    IWM_RECIPES,
+    ConditionedPredictor,
+    GroupLearningRateAdamW,
+    IWMClassifier,
+    finetune_optimizer,
+    iwm_recipe,
+)
 from keras_jepa.models.jepa import JEPA
 from keras_jepa.models.llip import CLIP, Llip, SigLIP
 from keras_jepa.models.predictor import JEPAPredictor

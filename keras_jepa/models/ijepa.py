@@ -30,6 +30,10 @@ class IJEPA(JEPA):
             equal to the encoder's, one mask token (normal init), 2-D sin-cos in the
             encoder's order.
         ema_momentum, ema_steps: see ``JEPA`` (official: 0.996 -> 1.0 over the run).
+        stochastic_positions, stop_std, stop_tied, stop_context_noise: StoP (FlexPredict)
+            options of the default predictor (see ``JEPAPredictor``): target queries are
+            ``position + predictor_embed(n)``, ``n ~ N(0, stop_std^2)`` in the encoder
+            width (official std: 0.25 for ViT-B/L, 0.2 for ViT-H). Off by default.
 
     Example:
 
@@ -46,7 +50,8 @@ class IJEPA(JEPA):
     """
 
     def __init__(self, encoder, predictor=None, predictor_dim=384, predictor_depth=12,
-                 predictor_heads=None, **kwargs):
+                 predictor_heads=None, stochastic_positions=False, stop_std=0.25,
+                 stop_tied=True, stop_context_noise=False, **kwargs):
         encoder = resolve_encoder(encoder)
         if predictor is None:
             predictor = JEPAPredictor(
@@ -60,6 +65,10 @@ class IJEPA(JEPA):
                 position_embedding="sincos",
                 sincos_order=encoder.sincos_order,
                 layer_norm_epsilon=encoder.layer_norm_epsilon,
+                stochastic_positions=stochastic_positions,
+                stop_std=stop_std,
+                stop_tied=stop_tied,
+                stop_context_noise=stop_context_noise,
                 name="predictor",
             )
         super().__init__(encoder, predictor, **kwargs)

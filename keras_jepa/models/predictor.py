@@ -15,6 +15,16 @@ project the context tokens to the predictor width and add their positions; build
 per target token as ``mask_token[mask_index] + position`` (with RoPE the position enters
 through the attention rotation instead); run the blocks over ``[context, queries]``;
 normalise; keep the query outputs; project back to the encoder width.
+
+Stochastic positions (StoP, FlexPredict; Bar et al.), ``stochastic_positions=True``: each
+target query is ``position + predictor_embed(n)`` with ``n ~ N(0, stop_std^2)`` drawn in the
+*encoder* width, so the same linear layer that projects the context tokens (``A`` of the paper)
+also scales the positional noise, which keeps ``A`` from collapsing to zero; the bias of
+``predictor_embed`` plays the role of the mask token (``mask_tokens`` is then unused, kept so
+the variables stay the same). Noise is drawn from the layer's own ``keras.random.SeedGenerator``
+and only when ``training=True``; in inference the query is ``position + bias`` (the noise
+mean). Ablations: ``stop_tied=False`` projects the noise with a separate layer
+(``stop_proj``), ``stop_context_noise=True`` also adds noise to the context tokens.
 """
 
 import math
@@ -50,6 +60,14 @@ class JEPAPredictor(keras.layers.Layer):
         drop_path_rate: stochastic depth, linear over the blocks.
         layer_norm_epsilon: 1e-6.
         init_std: 0.02.
+        stochastic_positions: StoP target queries (see the module docstring).
+        stop_std: standard deviation of the StoP noise (official: 0.25 for ViT-B/L, 0.2 for
+            ViT-H). ``0`` gives the deterministic query ``position + bias``.
+        stop_tied: project the noise with ``predictor_embed`` (the paper); ``False`` is the
+            untied ablation (a separate ``stop_proj`` layer).
+        stop_context_noise: ablation: also perturb the context tokens with the same noise
+            (``predictor_embed(z + n)``).
+        stop_seed: seed of the noise generator (``None``: random).
 
     Example:
 
@@ -80,6 +98,11 @@ class JEPAPredictor(keras.layers.Layer):
         layer_norm_epsilon=1e-6,
         init_std=0.02,
         flash_attention=None,
+        stochastic_positions=False,
+        stop_std=0.25,
+        stop_tied=True,
+        stop_context_noise=False,
+        stop_seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -105,6 +128,22 @@ class JEPAPredictor(keras.layers.Layer):
         self.init_std = float(init_std)
         self.flash_attention = flash_attention
         self.num_positions = int(np.prod(self.grid_size))
+        self.stochastic_positions = bool(stochastic_positions)
+        self.stop_std = float(stop_std)
+        if self.stop_std < 0:
+            raise ValueError(f"stop_std must be >= 0; got {stop_std!r}.")
+        self.stop_tied = bool(stop_tied)
+        self.stop_context_noise = bool(stop_context_noise)
+        self.stop_seed = stop_seed
+        if self.stochastic_positions and position_embedding != "sincos":
+            raise ValueError(
+                "stochastic_positions needs position_embedding='sincos' (the noise replaces "
+                f"the mask token next to an additive position); got {position_embedding!r}."
+            )
+        self.stop_seed_generator = (
+            keras.random.SeedGenerator(stop_seed, name="stop_seed_generator")
+            if self.stochastic_positions else None
+        )
 
     def build(self, input_shape=None):
         common = dict(dtype=self.dtype_policy)
@@ -119,6 +158,10 @@ class JEPAPredictor(keras.layers.Layer):
             shape=(self.num_mask_tokens, 1, 1, width),
             initializer="zeros" if self.zero_init_mask_tokens else normal_init(self.init_std),
         )
+        if self.stochastic_positions:
+            # Unused with StoP (the projection bias is the mask token); kept, frozen, so the
+            # variables stay those of the plain predictor.
+            self.mask_tokens.trainable = False
         self.predictor_pos_embed = None
         if self.position_embedding == "sincos":
             self.predictor_pos_embed = SinCosPositionEmbedding(
@@ -150,14 +193,32 @@ class JEPAPredictor(keras.layers.Layer):
             name="predictor_proj", **common,
         )
         self.predictor_proj.build((None, None, width))
+        self.stop_proj = None
+        if self.stochastic_positions and not self.stop_tied:
+            self.stop_proj = keras.layers.Dense(
+                width, kernel_initializer=normal_init(self.init_std), name="stop_proj",
+                **common,
+            )
+            self.stop_proj.build((None, None, self.output_dim))
         self.built = True
 
     def _positions(self, indices):
         table = ops.cast(self.predictor_pos_embed.table[0], self.compute_dtype)
         return ops.take(table, indices, axis=0)
 
-    def call(self, context_tokens, context_indices, target_indices, mask_index=0, training=False):
-        """``(B, Kc, D)``, ``(B, Kc)``, ``(B, Kt)`` int -> predictions ``(B, Kt, D)``."""
+    def _stop_noise(self, shape, training):
+        """StoP noise in the encoder width, or zeros outside training."""
+        if training and self.stop_std > 0:
+            return keras.random.normal(
+                shape, stddev=self.stop_std, dtype=self.compute_dtype,
+                seed=self.stop_seed_generator,
+            )
+        return ops.zeros(shape, self.compute_dtype)
+
+    def embed_inputs(self, context_tokens, context_indices, target_indices, mask_index=0,
+                     training=False):
+        """Predictor-width context tokens and target queries (positions included), and the
+        RoPE tables (or ``None``): the input side of :meth:`call`."""
         if not 0 <= int(mask_index) < self.num_mask_tokens:
             raise ValueError(
                 f"mask_index={mask_index} but the predictor has "
@@ -165,11 +226,23 @@ class JEPAPredictor(keras.layers.Layer):
             )
         context_indices = ops.cast(context_indices, "int32")
         target_indices = ops.cast(target_indices, "int32")
-        x = self.predictor_embed(context_tokens)
-        batch = ops.shape(x)[0]
-        num_targets = ops.shape(target_indices)[1]
-        token = ops.cast(self.mask_tokens[int(mask_index)], x.dtype)
-        queries = ops.broadcast_to(token, (batch, num_targets, self.hidden_dim))
+        num_targets = target_indices.shape[1]
+        if self.stochastic_positions:
+            if self.stop_context_noise:
+                context_tokens = ops.cast(context_tokens, self.compute_dtype)
+                context_tokens = context_tokens + self._stop_noise(
+                    ops.shape(context_tokens), training
+                )
+            x = self.predictor_embed(context_tokens)
+            batch = ops.shape(x)[0]
+            noise = self._stop_noise((batch, num_targets, self.output_dim), training)
+            project = self.predictor_embed if self.stop_tied else self.stop_proj
+            queries = project(noise)
+        else:
+            x = self.predictor_embed(context_tokens)
+            batch = ops.shape(x)[0]
+            token = ops.cast(self.mask_tokens[int(mask_index)], x.dtype)
+            queries = ops.broadcast_to(token, (batch, num_targets, self.hidden_dim))
         rope = None
         if self.predictor_pos_embed is not None:
             x = x + self._positions(context_indices)
@@ -180,12 +253,25 @@ class JEPAPredictor(keras.layers.Layer):
             rope = rope_tables(
                 ids, grid3, self.hidden_dim // self.num_heads, tiled=self.rope_tiled
             )
-        x = ops.concatenate([x, queries], axis=1)
+        return x, queries, rope
+
+    def decode(self, sequence, num_queries, rope=None, training=False):
+        """Runs the blocks over ``sequence`` and projects its last ``num_queries`` tokens
+        back to the encoder width: the output side of :meth:`call`."""
+        x = sequence
         for block in self.predictor_blocks:
             x = block(x, rope=rope, training=training)
         x = self.predictor_norm(x)
-        x = x[:, context_tokens.shape[1]:]
+        x = x[:, x.shape[1] - num_queries:]
         return self.predictor_proj(x)
+
+    def call(self, context_tokens, context_indices, target_indices, mask_index=0, training=False):
+        """``(B, Kc, D)``, ``(B, Kc)``, ``(B, Kt)`` int -> predictions ``(B, Kt, D)``."""
+        x, queries, rope = self.embed_inputs(
+            context_tokens, context_indices, target_indices, mask_index, training
+        )
+        x = ops.concatenate([x, queries], axis=1)
+        return self.decode(x, queries.shape[1], rope=rope, training=training)
 
     def get_config(self):
         config = super().get_config()
@@ -208,6 +294,11 @@ class JEPAPredictor(keras.layers.Layer):
                 "layer_norm_epsilon": self.layer_norm_epsilon,
                 "init_std": self.init_std,
                 "flash_attention": self.flash_attention,
+                "stochastic_positions": self.stochastic_positions,
+                "stop_std": self.stop_std,
+                "stop_tied": self.stop_tied,
+                "stop_context_noise": self.stop_context_noise,
+                "stop_seed": self.stop_seed,
             }
         )
         return config
