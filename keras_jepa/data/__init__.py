@@ -50,3 +50,20 @@ from keras_jepa.data.spurious import (
     read_group_metadata,
     save_feature_arrays,
 )
+from keras_jepa.data.physics_videos import (
+    PROPERTIES as PHYSICS_PROPERTIES,
+    make_quadruplet,
+    make_scene,
+    make_training_videos,
+    make_voe_dataset,
+    physics_violations,
+    write_video,
+    write_voe_dataset,
+)
+from keras_jepa.data.intuitive_physics import (
+    iter_grasp,
+    iter_inflevel,
+    iter_intphys,
+    load_voe_pairs,
+    read_video_frames,
+)

@@ -64,3 +64,17 @@ from keras_jepa.evaluation.probes import (
     topk_accuracy,
     train_probe,
 )
+from keras_jepa.evaluation.surprise import (
+    SurpriseModel,
+    absolute_accuracy,
+    aggregate_surprise,
+    auroc,
+    bootstrap_ci,
+    format_table,
+    pairwise_accuracy,
+    plot_surprise_pair,
+    property_table,
+    time_masks,
+    video_surprise,
+    voe_metrics,
+)

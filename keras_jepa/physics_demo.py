@@ -1,0 +1,284 @@
+"""``keras-jepa demo``: intuitive physics emerging from V-JEPA pretraining, on a CPU.
+
+1. Data: procedural violation-of-expectation videos (``keras_jepa.data.physics_videos``).
+   Pretraining sees only *possible* videos (both histories of random scenes of every
+   property, plus property-neutral distractor scenes). Evaluation uses held-out minimal sets
+   (other seeds): matched (possible, impossible) pairs that are identical up to the splice
+   and made of the same frames.
+2. Pretraining: a tiny V-JEPA (``VisionTransformer`` video encoder, EMA target encoder,
+   predictor, L1 on layer-normed targets) trained with ``model.fit`` on random 8-frame
+   windows, with ``MultiBlockMask3D`` masks. The masks use the official
+   ``max_temporal_keep`` option, so that later time steps are predicted from earlier ones
+   as well as from the surrounding tubes.
+3. Evaluation (``keras_jepa.evaluation.video_surprise``): sliding windows with stride 2,
+   context lengths 2/4/6 frames, surprise = L1 between predicted and target-encoder
+   features of the rest of the window; pairwise accuracy per property (best context row,
+   as the paper reports), for the trained model, the same network at its initial weights,
+   and a pixel-space baseline (error of predicting each frame by the previous one).
+
+A PNG of the surprise over time of one object-permanence pair and the loss curve are saved
+in ``output_dir``.
+"""
+
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from keras_jepa.data.physics_videos import (
+    PROPERTIES,
+    make_training_videos,
+    make_voe_dataset,
+)
+
+DEMO_CONFIG = dict(
+    image_size=32, patch_size=8, video_frames=20, frame_step=2, frames_per_clip=8,
+    tubelet_size=2, hidden_dim=64, depth=2, num_heads=4, predictor_dim=64, predictor_depth=2,
+    predictor_heads=4, num_train_videos=1600, batch_size=16, steps=600,
+    lr=1.5e-3, start_lr=2e-4, final_lr=1e-5, warmup=0.1, weight_decay=0.05,
+    ema_momentum=(0.998, 1.0), context_lengths=(2, 4, 6), scenes_per_property=24,
+    masks=(
+        dict(spatial_scale=(0.07, 0.07), temporal_scale=(1.0, 1.0), aspect_ratio=(1.0, 1.0),
+             num_blocks=1, max_temporal_keep=0.5),
+        dict(spatial_scale=(0.07, 0.07), temporal_scale=(1.0, 1.0), aspect_ratio=(1.0, 1.0),
+             num_blocks=1, max_temporal_keep=0.25),
+    ),
+)
+
+
+def copy_frame_surprise(videos):
+    """Pixel-space baseline: per frame, the mean absolute error of predicting the frame by
+    the previous one. ``(N, T, H, W, C)`` -> ``(N, 1, T - 1)`` (one "context row", one
+    "window" per frame), the layout of ``video_surprise``.
+
+    Example:
+
+    >>> v = np.zeros((1, 3, 2, 2, 3), "float32"); v[0, 2] = 1.0
+    >>> copy_frame_surprise(v).tolist()
+    [[[0.0, 1.0]]]
+    """
+    v = np.asarray(videos)
+    v = v.astype("float32") / 255.0 if v.dtype == np.uint8 else v.astype("float32")
+    err = np.abs(v[:, 1:] - v[:, :-1]).mean(axis=(2, 3, 4))
+    return err[:, None, :]
+
+
+class _ClipBatches:
+    """Batches of random windows of the training videos plus their masks (a factory for a
+    ``keras.utils.PyDataset``; built lazily so importing this module stays light)."""
+
+    @staticmethod
+    def make(videos, frames_per_clip, frame_step, batch_size, sampler, steps, seed):
+        import keras
+
+        from keras_jepa.evaluation.surprise import preprocess_videos
+
+        class ClipBatches(keras.utils.PyDataset):
+            def __len__(self):
+                return steps
+
+            def __getitem__(self, index):
+                rng = np.random.default_rng([seed, index])
+                pick = rng.integers(0, len(videos), batch_size)
+                # A random window of frames_per_clip frames taken every frame_step frames.
+                span = frame_step * (frames_per_clip - 1) + 1
+                starts = rng.integers(0, videos.shape[1] - span + 1, batch_size)
+                offsets = starts[:, None] + frame_step * np.arange(frames_per_clip)
+                clips = videos[pick[:, None], offsets]
+                flip = rng.random(batch_size) < 0.5
+                clips[flip] = clips[flip][:, :, :, ::-1]
+                masks = sampler(batch_size, step=index)
+                return {
+                    "videos": preprocess_videos(clips),
+                    "context_indices": tuple(masks["context_indices"]),
+                    "target_indices": tuple(masks["target_indices"]),
+                }
+
+        return ClipBatches()
+
+
+def build_demo_model(config=None, steps=None, seed=0):
+    """The tiny V-JEPA of the demo (``VisionTransformer`` video encoder + predictor).
+
+    Example:
+
+    >>> model = build_demo_model(dict(DEMO_CONFIG, depth=1, predictor_depth=1))
+    >>> model.encoder.grid_size()
+    (4, 4, 4)
+    """
+    import keras
+
+    from keras_jepa.models import VJEPA, VisionTransformer
+
+    c = dict(DEMO_CONFIG, **(config or {}))
+    keras.utils.set_random_seed(seed)
+    encoder = VisionTransformer(
+        image_size=c["image_size"], patch_size=c["patch_size"],
+        num_frames=c["frames_per_clip"], tubelet_size=c["tubelet_size"],
+        hidden_dim=c["hidden_dim"], depth=c["depth"], num_heads=c["num_heads"],
+        uniform_power=True,
+    )
+    m0, m1 = c["ema_momentum"]
+    return VJEPA(
+        encoder, num_mask_tokens=len(c["masks"]), predictor_dim=c["predictor_dim"],
+        predictor_depth=c["predictor_depth"], predictor_heads=c["predictor_heads"],
+        ema_momentum=(m0, m1), ema_steps=int(steps or c["steps"]) if m0 != m1 else None,
+    )
+
+
+def _cpu_seconds():
+    t = os.times()
+    return t.user + t.system
+
+
+def _plot_loss(losses, path):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(np.arange(1, len(losses) + 1), losses)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("V-JEPA loss (L1)")
+    ax.set_title("V-JEPA pretraining on possible-only videos")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
+             scenes_per_property=None, verbose=1, **overrides):
+    """Runs the intuitive-physics demo and returns its numbers.
+
+    Args:
+        steps: optimizer steps (default ``DEMO_CONFIG["steps"]``).
+        seed: seeds the training videos, weights, masks and batches (the evaluation
+            scenes use a disjoint seed stream).
+        output_dir: PNGs and ``results.json`` (default: a new temporary folder).
+        properties: properties to evaluate (all by default; training uses all).
+        scenes_per_property: minimal sets per property (2 pairs each).
+        verbose: 0 silent, 1 progress bars and the table.
+        **overrides: ``DEMO_CONFIG`` entries (e.g. ``depth=2``, ``num_train_videos=400``).
+
+    Returns:
+        ``{"backend", "tables": {"trained", "untrained", "pixel_copy"}, "seconds",
+        "train_seconds", "losses", "plots", "output_dir"}``; each table maps a property
+        (and ``"all"``) to its metrics (see ``keras_jepa.evaluation.property_table``).
+    """
+    import json
+
+    import keras
+
+    from keras_jepa.evaluation.surprise import (
+        aggregate_surprise,
+        format_table,
+        plot_surprise_pair,
+        property_table,
+        video_surprise,
+        window_starts,
+    )
+    from keras_jepa.masks import MultiBlockMask3D
+    from keras_jepa.optimizers import JEPAAdamW, WarmupCosineSchedule
+
+    start, cpu_start = time.time(), _cpu_seconds()
+    c = dict(DEMO_CONFIG, **overrides)
+    steps = int(steps or c["steps"])
+    spp = int(scenes_per_property or c["scenes_per_property"])
+    output_dir = output_dir or tempfile.mkdtemp(prefix="keras_jepa_physics_")
+    os.makedirs(output_dir, exist_ok=True)
+
+    def say(msg=""):
+        if verbose:
+            print(msg, flush=True)
+
+    size, frames, fpc = c["image_size"], c["video_frames"], c["frames_per_clip"]
+    say(f"keras_jepa demo on backend '{keras.backend.backend()}': intuitive physics from "
+        f"V-JEPA pretraining (violation of expectation)")
+    train = make_training_videos(c["num_train_videos"], seed=seed, image_size=size,
+                                 num_frames=frames)
+    evalset = make_voe_dataset(properties, scenes_per_property=spp, seed=seed + 1,
+                               image_size=size, num_frames=frames, dtype="uint8")
+    say(f"  data: {len(train)} possible-only training videos and "
+        f"{len(evalset['possible'])} held-out (possible, impossible) pairs over "
+        f"{len(properties)} properties; {frames} frames at {size}x{size}")
+
+    model = build_demo_model(c, steps=steps, seed=seed)
+    grid = model.encoder.grid_size()
+    say(f"  model: ViT width {c['hidden_dim']}, depth {c['depth']}, patch {c['patch_size']}, "
+        f"tubelet {c['tubelet_size']} ({model.encoder.count_params():,} encoder parameters), "
+        f"predictor {c['predictor_dim']}x{c['predictor_depth']}; {np.prod(grid)} tokens "
+        f"per {fpc}-frame window")
+    videos = np.concatenate([evalset["possible"], evalset["impossible"]])
+    num_pairs = len(evalset["possible"])
+    sur_kwargs = dict(frames_per_clip=fpc, frame_step=c["frame_step"], stride=2,
+                      context_lengths=c["context_lengths"], batch_size=64)
+
+    def surprise_of(m):
+        s = video_surprise(m, videos, verbose=0, **sur_kwargs)
+        return s[:num_pairs], s[num_pairs:]
+
+    say("  surprise of the untrained network ...")
+    untrained = surprise_of(model)
+
+    sampler = MultiBlockMask3D(grid_size=grid, configs=list(c["masks"]), seed=seed)
+    data = _ClipBatches.make(train, fpc, c["frame_step"], c["batch_size"], sampler, steps,
+                             seed)
+    lr = WarmupCosineSchedule(c["start_lr"], c["lr"], c["final_lr"],
+                              warmup_steps=int(c["warmup"] * steps), total_steps=steps)
+    model.compile(optimizer=JEPAAdamW(learning_rate=lr, weight_decay=c["weight_decay"]))
+    epochs = 10
+    say(f"  pretraining: {steps} steps of {c['batch_size']} clips ({epochs} epochs of "
+        f"{steps // epochs} steps)")
+    t0 = time.time()
+    history = model.fit(data, epochs=epochs, steps_per_epoch=steps // epochs,
+                        verbose=1 if verbose else 0)
+    train_seconds = time.time() - t0
+    losses = [float(v) for v in history.history["loss"]]
+
+    say("  surprise of the trained network ...")
+    trained = surprise_of(model)
+    pixel = (copy_frame_surprise(evalset["possible"]),
+             copy_frame_surprise(evalset["impossible"]))
+    tables = {
+        "trained": property_table(*trained, evalset["property"], c["context_lengths"]),
+        "untrained": property_table(*untrained, evalset["property"], c["context_lengths"]),
+        "pixel_copy": property_table(*pixel, evalset["property"]),
+    }
+    # Surprise-over-time plot of the first object-permanence pair (or the first pair).
+    first = int(np.flatnonzero(evalset["property"] == properties[0])[0])
+    starts = c["frame_step"] * window_starts(len(range(0, frames, c["frame_step"])), fpc, 2)
+    row = list(c["context_lengths"]).index(c["context_lengths"][0])
+    plot_path = plot_surprise_pair(
+        trained[0][first][row], trained[1][first][row],
+        os.path.join(output_dir, "surprise_pair.png"), window_starts=starts,
+        splice=int(evalset["splice"][first]),
+        title=f"{evalset['property'][first]}: trained V-JEPA, context "
+              f"{c['context_lengths'][row]} frames",
+    )
+    loss_path = _plot_loss(losses, os.path.join(output_dir, "loss.png"))
+    seconds, cpu = time.time() - start, _cpu_seconds() - cpu_start
+    say()
+    say(format_table(
+        tables,
+        title="pairwise accuracy (%), avg surprise, best context row [bootstrap 95% CI]:",
+    ))
+    say(f"  chance is 50%. pretraining loss {losses[0]:.4f} -> {losses[-1]:.4f}; "
+        f"train {train_seconds:.0f} s, total {seconds:.0f} s wall, {cpu:.0f} s CPU time of "
+        f"this process (on a shared machine the wall time depends on its load)")
+    say(f"  plots: {plot_path}, {loss_path}")
+    result = {
+        "backend": keras.backend.backend(), "tables": tables, "seconds": seconds,
+        "cpu_seconds": cpu,
+        "train_seconds": train_seconds, "losses": losses,
+        "plots": [plot_path, loss_path], "output_dir": output_dir,
+        "mean_surprise": {
+            "trained": [float(aggregate_surprise(trained[0], "mean").mean()),
+                        float(aggregate_surprise(trained[1], "mean").mean())],
+        },
+    }
+    with open(os.path.join(output_dir, "results.json"), "w") as f:
+        json.dump({k: v for k, v in result.items()}, f, indent=1, default=str)
+    return result
