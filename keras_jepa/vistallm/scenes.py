@@ -189,7 +189,8 @@ def scene_vocabulary(num_bins=seq.NUM_BINS):
 
 
 def scene_examples(scenes, vocabulary, tasks=TASKS, num_points=8, presample_points=40,
-                   instruction_length=3, target_length=None, contour_scale=4):
+                   instruction_length=3, target_length=None, contour_scale=4,
+                   snap_to_pixels=False):
     """Turns scenes into teacher-forcing arrays for the small vision-language model.
 
     Every scene gives one caption example and, for each object, one referring-box and
@@ -203,6 +204,8 @@ def scene_examples(scenes, vocabulary, tasks=TASKS, num_points=8, presample_poin
     shorter than ``presample_points`` the pre-sampling stride is 1, every pixel step
     then scores about the same sharpness and pruning keeps a cluster of steps instead of
     the corners. ``contour_scale=1`` samples the ``S x S`` mask itself.
+    ``snap_to_pixels=True`` rounds the sampled points to the ``S x S`` pixel corners (at
+    most ``S + 1`` distinct coordinates, an easier target for a small model).
 
     Returns ``(inputs, targets, meta)``: ``inputs`` holds ``images`` ``(E, S, S, 3)``,
     ``instruction`` ``(E, instruction_length)`` and ``tokens`` (``<bos>`` + targets
@@ -232,7 +235,12 @@ def scene_examples(scenes, vocabulary, tasks=TASKS, num_points=8, presample_poin
                 fine_mask = seq.polygons_to_mask([obj["polygon"] * contour_scale], fine)
                 polygons = seq.sample_mask(fine_mask, num_points, "adaptive",
                                            presample_points, max_polygons=1)
-                items.append(("mask", obj, seq.polygons_to_tokens(polygons, fine,
+                frame = fine
+                if snap_to_pixels:
+                    polygons = [np.where(p < 0, seq.PAD_VALUE, np.round(p / contour_scale))
+                                for p in polygons]
+                    frame = shape
+                items.append(("mask", obj, seq.polygons_to_tokens(polygons, frame,
                                                                   vocabulary.num_bins)))
         for task, obj, answer in items:
             instruction = [TASK_TOKENS[task]]
