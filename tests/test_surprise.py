@@ -3,6 +3,7 @@ against a step-by-step computation, and the official metrics against hand-comput
 
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_jepa.evaluation.surprise import (
     SurpriseModel,
@@ -80,14 +81,14 @@ def _reference_surprise(model, video, fpc, stride, contexts, mask_index=0):
     per_step = grid[1] * grid[2]
     for w, s in enumerate(range(0, len(frames) - fpc + 1, stride)):
         window = frames[s:s + fpc][None]
-        h = _layer_norm(np.asarray(model.target_encoder(window)))[0]
+        h = _layer_norm(ops.convert_to_numpy(model.target_encoder(window)))[0]
         for k, c in enumerate(contexts):
             n_ctx = (c // model.encoder.tubelet_size) * per_step
             ctx = np.arange(n_ctx)[None]
             tgt = np.arange(n_ctx, h.shape[0])[None]
             z = model.encoder(window, token_indices=ctx)
-            pred = np.asarray(model.predictor(z, ctx, tgt, mask_index=mask_index),
-                              "float64")[0]
+            pred = ops.convert_to_numpy(
+                model.predictor(z, ctx, tgt, mask_index=mask_index)).astype("float64")[0]
             out[k, w] = np.abs(pred - h[n_ctx:]).mean()
     return out
 
