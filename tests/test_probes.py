@@ -380,3 +380,51 @@ def test_evaluate_program_on_a_video_folder_with_segments_and_views(tmp_path):
     assert feats.shape == (6, 2, 2 * 2 * 4 * 4, 64)  # (N, views, segments x tokens, D)
     assert json.load(open(os.path.join(out, "metrics.json")))["results"][0]["top1"] == 1.0
     assert "| random_init | knn | 100.0 |" in open(os.path.join(out, "metrics.md")).read()
+
+
+def test_vjepa2_probe_matches_hugging_face_pooler():
+    """An independent implementation: transformers' ``VJEPA2AttentivePooler`` + classifier
+    with random weights, renamed to the official keys (q|k|v fused into ``qkv``, k|v into
+    ``kv``). transformers builds the pooler norms with ``layer_norm_eps`` (1e-6 by default;
+    the official probe uses ``nn.LayerNorm``'s 1e-5), so the probe takes that epsilon."""
+    torch = pytest.importorskip("torch")
+    modeling = pytest.importorskip("transformers.models.vjepa2.modeling_vjepa2")
+    from transformers import VJEPA2Config
+
+    config = VJEPA2Config(hidden_size=D, num_attention_heads=HEADS, num_pooler_layers=3,
+                          mlp_ratio=4.0, layer_norm_eps=1e-6)
+    torch.manual_seed(0)
+    pooler = modeling.VJEPA2AttentivePooler(config).eval()
+    head = torch.nn.Linear(D, CLASSES)
+    with torch.no_grad():
+        for p in list(pooler.parameters()) + list(head.parameters()):
+            p.normal_(0, 0.3)
+    hf = {k: v.detach().numpy() for k, v in pooler.state_dict().items()}
+    state = {"pooler.query_tokens": hf["query_tokens"],
+             "linear.weight": head.weight.detach().numpy(),
+             "linear.bias": head.bias.detach().numpy()}
+    renames = {"layer_norm1": "norm1", "layer_norm2": "norm2", "mlp.fc1": "mlp.fc1",
+               "mlp.fc2": "mlp.fc2"}
+    for kind in ("weight", "bias"):
+        c = "cross_attention_layer"
+        for src, dst in renames.items():
+            state[f"pooler.cross_attention_block.{dst}.{kind}"] = hf[f"{c}.{src}.{kind}"]
+        state[f"pooler.cross_attention_block.xattn.q.{kind}"] = hf[f"{c}.cross_attn.q_proj.{kind}"]
+        state[f"pooler.cross_attention_block.xattn.kv.{kind}"] = np.concatenate(
+            [hf[f"{c}.cross_attn.{n}_proj.{kind}"] for n in ("k", "v")])
+        for i in range(3):
+            s = f"self_attention_layers.{i}"
+            for src, dst in renames.items():
+                state[f"pooler.blocks.{i}.{dst}.{kind}"] = hf[f"{s}.{src}.{kind}"]
+            state[f"pooler.blocks.{i}.attn.qkv.{kind}"] = np.concatenate(
+                [hf[f"{s}.self_attn.{n}_proj.{kind}"] for n in ("q", "k", "v")])
+            state[f"pooler.blocks.{i}.attn.proj.{kind}"] = hf[f"{s}.self_attn.out_proj.{kind}"]
+    probe = AttentiveClassifier(CLASSES, D, num_heads=HEADS, variant="vjepa2", depth=4,
+                                layer_norm_epsilon=1e-6)
+    report = load_official_probe(probe, {"module." + k: v for k, v in state.items()})
+    assert len(report.loaded) == len(state)
+    x = np.random.default_rng(5).normal(0, 1, (2, TOKENS, D)).astype(np.float32)
+    with torch.no_grad():
+        want = head(pooler(torch.from_numpy(x))).numpy()
+    got = keras.ops.convert_to_numpy(probe(x))
+    assert np.abs(got - want).max() <= 1e-4, np.abs(got - want).max()

@@ -17,8 +17,10 @@ in the reference code (facts: research ``jepa-reference.md`` §2.5, §3.2; check
 Both: ``q`` is ``Linear(D, D)``, ``kv`` is ``Linear(D, 2D)`` (k | v stacked, heads contiguous
 inside each), both with bias; scaled dot-product attention with scale ``head_dim ** -0.5``;
 exact-GELU MLP of ratio 4; LayerNorms with PyTorch's default ``eps=1e-5`` (the probe builds
-``nn.LayerNorm`` without an epsilon, unlike the encoders' 1e-6); the pooled query goes
-through ``linear`` ``Linear(D, num_classes)``.
+``nn.LayerNorm`` without an epsilon, unlike the encoders' 1e-6; Hugging Face's
+``VJEPA2AttentivePooler`` uses its config's ``layer_norm_eps``, 1e-6, instead: pass
+``layer_norm_epsilon=1e-6`` to match it); the pooled query goes through ``linear``
+``Linear(D, num_classes)``.
 
 Sub-layers carry the official names, and :func:`attentive_probe_entries` maps every official
 key (``pooler.query_tokens``, ``pooler.cross_attention_block.xattn.kv.weight``,
