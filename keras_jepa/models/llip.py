@@ -117,7 +117,10 @@ class MixtureTokenEncoder(keras.layers.Layer):
     Args:
         encoder: an image ``VisionTransformer`` (sin-cos positions) or its config.
         num_mixture_tokens: ``K``.
-        init_std: std of the normal init of the tokens.
+        init_std: std of the normal init of the tokens (default 1). The blocks are
+            pre-norm, so a small init (0.02, like the other weights) lets the attention
+            read-out dominate the tokens' residual stream: all ``K`` tokens then attend
+            alike, come out nearly equal, and the mixing has nothing to choose from.
 
     Example:
 
@@ -127,7 +130,7 @@ class MixtureTokenEncoder(keras.layers.Layer):
     (2, 3, 16)
     """
 
-    def __init__(self, encoder, num_mixture_tokens=8, init_std=0.02, **kwargs):
+    def __init__(self, encoder, num_mixture_tokens=8, init_std=1.0, **kwargs):
         super().__init__(**kwargs)
         if isinstance(encoder, dict):
             encoder = keras.saving.deserialize_keras_object(encoder)
