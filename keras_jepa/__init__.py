@@ -12,4 +12,5 @@ _choose()
 
 from keras_jepa import applications, data, evaluation, layers, masks, models  # noqa: E402
 from keras_jepa import vistallm  # noqa: E402
+from keras_jepa import distribute  # noqa: E402
 from keras_jepa.version import __version__  # noqa: E402

@@ -11,6 +11,7 @@ GUIDES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 EXPECTED = {
     "ijepa_pretraining.py": "linear probe: pretrained",
     "using_official_checkpoints.py": "max |converted - original|: 0.0",
+    "distributed_training.py": "torchrun --standalone --nproc_per_node=2",
 }
 
 

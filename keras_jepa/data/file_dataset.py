@@ -22,6 +22,15 @@ unbuilt model, so pass ``dataset.epoch_callback()`` to ``fit`` (it calls ``set_e
 ``fit``: with ``workers > 1`` Keras also hands out the batches it prefetched during that
 build first.
 
+Sharding (multi-process training). ``dataset.shard(num_shards, index)`` makes this process
+load only its part of each global batch: with per-process batch ``B``, batch ``i`` of shard
+``r`` holds positions ``(i * num_shards + r) * B ...`` of the epoch's order, and its masks are
+rows ``r * B ...`` of ``mask_sampler(num_shards * B, step)``. The shards of one step together
+are therefore exactly the batch an unsharded dataset with batch size ``num_shards * B`` gives
+(same files, augmentations and masks), every process sees different data and masks, and
+every shard has the same number of batches (``drop_remainder`` is required).
+``keras_jepa.distribute`` calls ``shard`` with the process rank and count.
+
 Skipped files. A file that cannot be decoded (or, for video, is too short) is marked in a
 status array shared with worker processes (an anonymous shared-memory buffer, inherited by
 forked workers and passed to spawned ones), warned about once, and replaced by the next
@@ -45,6 +54,13 @@ _ORDER_STREAM = 0
 _SAMPLE_STREAM = 1
 # A batch gives up after this many consecutive files fail to load (never-seen-bad ones).
 _MAX_CONSECUTIVE_FAILURES = 64
+
+
+def _take_rows(value, first, count):
+    """Rows ``first ... first + count`` of an array, or of each array of a tuple/list."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_take_rows(v, first, count) for v in value)
+    return np.asarray(value)[first : first + count]
 
 
 class SkipSample(Exception):
@@ -267,6 +283,8 @@ class FileDataset(keras.utils.PyDataset):
         self.transform = transform
         self._transform_takes_rng = transform is not None and _accepts_rng(transform)
         self.epoch = 0
+        self.num_shards = 1
+        self.shard_index = 0
         self._order_cache = None
         self._status = _new_status(len(self.paths))
         self._warned = set()
@@ -275,8 +293,50 @@ class FileDataset(keras.utils.PyDataset):
 
     def __len__(self):
         if self.drop_remainder:
-            return len(self.paths) // self.batch_size
+            return len(self.paths) // (self.batch_size * self.num_shards)
         return math.ceil(len(self.paths) / self.batch_size)
+
+    def shard(self, num_shards, index):
+        """Makes this dataset load only shard ``index`` of ``num_shards`` (in place).
+
+        Each global step's batch is split across the shards: shard ``index`` gets rows
+        ``index * batch_size ...`` of the batch that an unsharded dataset with batch size
+        ``num_shards * batch_size`` returns at that step (same files, augmentations, masks).
+        ``num_shards=1`` undoes the sharding. Returns the dataset.
+
+        Example:
+
+        >>> import numpy as np
+        >>> class Rows(FileDataset):
+        ...     data_key = "x"
+        ...     def read(self, path, rng):
+        ...         return np.full((1,), int(path))
+        >>> full = Rows([str(i) for i in range(8)], None, batch_size=4, transform=None, seed=0)
+        >>> part = Rows([str(i) for i in range(8)], None, batch_size=2, transform=None,
+        ...             seed=0).shard(2, 1)
+        >>> len(part), bool(np.all(part[1]["x"] == full[1]["x"][2:]))
+        (2, True)
+        """
+        num_shards = int(num_shards)
+        index = int(index)
+        if num_shards < 1 or not 0 <= index < num_shards:
+            raise ValueError(
+                f"shard needs num_shards >= 1 and 0 <= index < num_shards; got "
+                f"num_shards={num_shards}, index={index}."
+            )
+        if num_shards > 1 and not self.drop_remainder:
+            raise ValueError(
+                "A sharded dataset needs drop_remainder=True, so that every process runs "
+                f"the same number of steps; got drop_remainder={self.drop_remainder}."
+            )
+        if num_shards * self.batch_size > len(self.paths):
+            raise ValueError(
+                f"{num_shards} shards x batch_size {self.batch_size} is more than the "
+                f"{len(self.paths)} files: no full global batch. Lower the batch size."
+            )
+        self.num_shards = num_shards
+        self.shard_index = index
+        return self
 
     def on_epoch_end(self):
         """Advances to the next epoch (a new order and new augmentations)."""
@@ -319,7 +379,7 @@ class FileDataset(keras.utils.PyDataset):
         index = int(index) % num_batches
         epoch = self.epoch
         order = self.order(epoch)
-        start = index * self.batch_size
+        start = (index * self.num_shards + self.shard_index) * self.batch_size
         stop = min(start + self.batch_size, len(self.paths))
         samples, items = [], []
         for position in range(start, stop):
@@ -429,7 +489,16 @@ class FileDataset(keras.utils.PyDataset):
         return np.stack(samples).astype("float32", copy=False)
 
     def _merge_masks(self, batch, batch_size, step):
-        masks = self.mask_sampler(batch_size, step)
+        if self.num_shards > 1:
+            # This shard's rows of the global batch's masks (see "Sharding" above).
+            masks = self.mask_sampler(batch_size * self.num_shards, step)
+            first = self.shard_index * batch_size
+            if isinstance(masks, dict):
+                masks = {
+                    key: _take_rows(value, first, batch_size) for key, value in masks.items()
+                }
+        else:
+            masks = self.mask_sampler(batch_size, step)
         if not isinstance(masks, dict):
             raise TypeError(
                 "mask_sampler(batch_size, step) must return a dict of arrays; got "

@@ -14,11 +14,18 @@ the EMA update of the target encoder, then runs the target encoder on the full i
   ``mixed_bfloat16``; JAX captures the assignments through Keras's stateless loss scope.
 * The step counter is a non-trainable variable, saved with the weights, so a resumed run
   continues the momentum schedule.
+* Under ``tf.distribute.MirroredStrategy`` the update runs in the replica context: the
+  target variables are mirrored with aggregation ``"none"``, so each replica assigns its
+  own copy from the online weights, which are identical on every replica after the
+  synchronised optimizer step; the copies stay equal. The returned loss is divided by the
+  number of replicas there, as Keras's own losses are, because TensorFlow sums the
+  replicas' gradients.
 """
 
 import keras
 from keras import ops
 
+from keras_jepa.backend.loss_scaling import scale_loss_for_replicas
 from keras_jepa.models.backbone import PresetMixin
 from keras_jepa.models.vision_transformer import VisionTransformer
 
@@ -162,7 +169,9 @@ class JEPA(PresetMixin, keras.Model):
         if training:
             self.momentum_tracker.update_state(self.update_target_encoder())
         loss = self.prediction_loss(x, y_pred)
-        return loss + sum(self.losses) if self.losses else loss
+        loss = loss + sum(self.losses) if self.losses else loss
+        # tf.distribute sums the replicas' gradients: return this replica's share.
+        return scale_loss_for_replicas(loss)
 
     def prediction_loss(self, x, y_pred):
         raise NotImplementedError
