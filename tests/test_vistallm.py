@@ -244,11 +244,12 @@ def test_tokenizer_depends_on_the_instruction_but_not_its_padding(tokenizer_laye
     np.testing.assert_allclose(base, same, atol=1e-5)
 
 
-def test_tokenizer_config_round_trip(tokenizer_layer):
-    config = tokenizer_layer.get_config()
+def test_tokenizer_config_round_trip():
+    layer = InstructionGuidedTokenizer(num_queries=3, num_heads=2, depth=2, output_dim=12)
+    config = layer.get_config()
     clone = InstructionGuidedTokenizer.from_config(config)
     assert clone.get_config() == config
-    assert config["num_queries"] == 3 and config["output_dim"] == 12
+    assert config["num_queries"] == 3 and config["depth"] == 2 and config["output_dim"] == 12
     with pytest.raises(ValueError, match="num_queries"):
         InstructionGuidedTokenizer(num_queries=0)
 
@@ -289,11 +290,11 @@ def test_model_trains_and_decodes(scene_data):
         target_length=targets.shape[1],
     )
     model.compile(keras.optimizers.Adam(5e-3), sequence_loss())
-    before = model.evaluate(inputs, targets, batch_size=len(targets), verbose=0)
-    history = model.fit(inputs, targets, batch_size=len(targets), epochs=10, verbose=0)
-    after = model.evaluate(inputs, targets, batch_size=len(targets), verbose=0)
-    assert np.isclose(before, np.log(len(vocab)), atol=0.5)  # untrained: ~uniform
-    assert after < 0.7 * before, (before, history.history["loss"], after)
+    # one full batch per epoch: the first logged loss is the untrained model's
+    losses = model.fit(inputs, targets, batch_size=len(targets), epochs=8, verbose=0)
+    losses = losses.history["loss"]
+    assert np.isclose(losses[0], np.log(len(vocab)), atol=0.5)  # untrained: ~uniform
+    assert losses[-1] < losses[0] - 1.0 and losses[-1] == min(losses), losses
     generated = model.generate(inputs, vocab, max_length=3)
     assert generated.shape == targets.shape
     assert (generated[:, 3:] == 0).all()
