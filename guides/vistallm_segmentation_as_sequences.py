@@ -172,6 +172,11 @@ for i in range(4):
 
 """
 The baseline answers every referring-mask instruction with the scene's largest object.
+The model is useful only where it beats it. In a 12-epoch CPU run (about 2,300 steps of
+32 examples, JAX) this small model learned the answer formats (captions, four box bins,
+`<m_st> ... <m_ed>`) but not yet where the objects are: its box and mask IoUs stayed
+below the baseline. Localising from scratch needs a larger budget (more steps, patch 4,
+a wider tokenizer); treat these settings as a starting point, not a result.
 """
 
 print(f"box: mean IoU {scores['box_miou']:.3f}, accuracy@0.5 {scores['box_acc50']:.3f}")
