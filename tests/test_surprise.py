@@ -1,6 +1,8 @@
 """V-JEPA surprise (violation of expectation): masks, windows, the batched compiled forward
 against a step-by-step computation, and the official metrics against hand-computed values."""
 
+import os
+
 import numpy as np
 import pytest
 from keras import ops
@@ -193,3 +195,26 @@ def test_cli_demo_defaults_to_physics_and_keeps_digits():
     args = parser.parse_args(["intphys", "--preset", "m.keras", "--data", "d",
                               "--format", "grasp"])
     assert args.format == "grasp" and args.stride == 2
+
+
+@pytest.mark.slow
+def test_benchmark_program_on_a_grasp_folder(tiny_vjepa, tmp_path):
+    from keras_jepa.data import make_voe_dataset, write_voe_dataset
+    from keras_jepa.evaluation.voe_benchmark import evaluate_folder, load_vjepa
+
+    d = make_voe_dataset(["gravity", "inertia"], 1, image_size=16, num_frames=8,
+                         dtype="uint8")
+    write_voe_dataset(d, str(tmp_path / "grasp"), format="npy")
+    tiny_vjepa.save(str(tmp_path / "m.keras"))
+    model = load_vjepa(str(tmp_path / "m.keras"))
+    out = evaluate_folder(model, str(tmp_path / "grasp"), "grasp", frame_step=1,
+                          context_lengths=(2, 4), output_dir=str(tmp_path / "out"),
+                          verbose=0)
+    assert out["property"] == ["gravity", "gravity", "inertia", "inertia"]
+    direct = video_surprise(tiny_vjepa, np.concatenate([d["possible"], d["impossible"]]),
+                            context_lengths=(2, 4))
+    np.testing.assert_allclose(np.stack(out["surprise"][0]), direct[:4], rtol=1e-4,
+                               atol=1e-6)
+    assert sorted(os.listdir(tmp_path / "out")) == ["results.json", "surprise_pair.png"]
+    with pytest.raises(ValueError, match="not found"):
+        load_vjepa(str(tmp_path / "missing.keras"))
