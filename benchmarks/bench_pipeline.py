@@ -85,7 +85,8 @@ def main(argv=None):
         dataset = ImageFolderDataset(
             folder, args.batch, image_size=args.image_size,
             transform=image_transform(args.image_size, scale=(0.3, 1.0)), labels=None,
-            seed=0, mask_sampler=MultiBlockMask(grid_size=(grid, grid), seed=0),
+            seed=0, mask_sampler=MultiBlockMask(grid_size=(grid, grid), seed=0,
+                                                 min_keep=min(10, grid * grid // 4)),
             workers=args.workers)
     else:
         dataset = VideoDataset(
