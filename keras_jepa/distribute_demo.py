@@ -149,6 +149,10 @@ def gather_check(dist, rows=2, width=3):
     if dist.backend == "torch":
         import torch
 
+        from keras_jepa.backend import torch_distributed
+
+        n = torch_distributed.world_size()
+        weights = weights[: n * rows]
         x = torch.full((rows, width), float(dist.rank), requires_grad=True)
         gathered = gather_across_replicas(x)
         (gathered * torch.from_numpy(weights)).sum().backward()
