@@ -3,6 +3,15 @@
 from keras_jepa.data.embedded import load_digits
 from keras_jepa.data.file_dataset import EpochCallback, FileDataset, SkipSample, scan_folder
 from keras_jepa.data.image_folder import IMAGE_EXTENSIONS, ImageFolderDataset
+from keras_jepa.data.procedural import (
+    StepGrammar,
+    StepSequences,
+    embed_clips,
+    extract_clip_embeddings,
+    make_procedural_digits,
+    read_step_annotations,
+    save_embedding_cache,
+)
 from keras_jepa.data.iwm_views import (
     ACTION_DIM,
     ACTION_NAMES,

@@ -20,6 +20,15 @@ from keras_jepa.evaluation.features import (
     images_as_video,
     segment_tokens,
 )
+from keras_jepa.evaluation.procedural import (
+    edit_distance,
+    min_edit_distance,
+    planning_metrics,
+    run_procedural_benchmark,
+    top1_accuracy,
+    train_sequence_classifier,
+    train_step_classifier,
+)
 from keras_jepa.evaluation.world_model import (
     chance_mrr,
     mean_reciprocal_rank,

@@ -1,0 +1,345 @@
+"""Procedural-video evaluation for VEDIT: attentive classifiers on (generated) clip
+embeddings, the metrics of the procedural-video literature, and the synthetic benchmark.
+
+Metrics (numpy):
+
+* step forecasting and task classification: top-1 accuracy (:func:`top1_accuracy`);
+* procedure planning (:func:`planning_metrics`), per plan of ``T`` steps: success rate SR
+  (all ``T`` steps right), mean accuracy mAcc (fraction of right steps, position by
+  position), mIoU (IoU of the *sets* of predicted and true steps; computed per plan and
+  averaged);
+* long-horizon anticipation (Ego4D LTA): edit distance ``ED@Z`` (Levenshtein distance
+  between the predicted and the true ``Z`` steps, divided by ``Z``), the minimum over ``K``
+  sampled futures, averaged (:func:`min_edit_distance`).
+
+Read-out protocol of :func:`run_procedural_benchmark`: one step classifier
+(:class:`~keras_jepa.evaluation.AttentiveClassifier` over a single token) is trained on the
+*real* clip embeddings of the training clips and shared by every method; with ``K``
+samples, the class probabilities are averaged over samples before the argmax (top-1,
+planning) or each sample is decoded separately (``ED@Z``, minimum over samples).
+"""
+
+import time
+
+import numpy as np
+
+from keras_jepa.evaluation.attentive_probe import AttentiveClassifier
+from keras_jepa.evaluation.probes import predict_probabilities, train_probe
+
+# ---------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------
+
+
+def top1_accuracy(predictions, labels):
+    """Fraction of ``predictions == labels`` (``nan`` for empty input).
+
+    Example:
+
+    >>> top1_accuracy([1, 2, 3], [1, 0, 3])
+    0.6666666666666666
+    """
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if predictions.shape != labels.shape:
+        raise ValueError(f"predictions {predictions.shape} and labels {labels.shape} differ.")
+    return float(np.mean(predictions == labels)) if labels.size else float("nan")
+
+
+def planning_metrics(predicted, true):
+    """SR, mAcc and mIoU of plans ``(N, T)`` (see the module docstring).
+
+    Example:
+
+    >>> m = planning_metrics([[1, 2, 3], [4, 5, 6]], [[1, 2, 3], [4, 6, 7]])
+    >>> round(m["success_rate"], 3), round(m["mean_accuracy"], 3), round(m["miou"], 3)
+    (0.5, 0.667, 0.75)
+    """
+    predicted, true = np.asarray(predicted), np.asarray(true)
+    if predicted.shape != true.shape or predicted.ndim != 2:
+        raise ValueError(f"Plans must both be (N, T); got {predicted.shape} and {true.shape}.")
+    correct = predicted == true
+    ious = []
+    for p, t in zip(predicted, true):
+        p, t = set(p.tolist()), set(t.tolist())
+        ious.append(len(p & t) / len(p | t))
+    return {"success_rate": float(correct.all(1).mean()),
+            "mean_accuracy": float(correct.mean()), "miou": float(np.mean(ious))}
+
+
+def edit_distance(a, b):
+    """Levenshtein distance between two sequences (insert, delete, substitute: cost 1).
+
+    Example:
+
+    >>> edit_distance([1, 2, 3, 4], [1, 3, 4, 5])
+    2
+    """
+    a, b = list(a), list(b)
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+        prev = cur
+    return prev[-1]
+
+
+def min_edit_distance(samples, true, normalize=True):
+    """``ED@Z``: for each sequence the minimum over its ``K`` samples ``(N, K, Z)`` of the
+    edit distance to the truth ``(N, Z)`` (divided by ``Z`` with ``normalize``), averaged.
+
+    Example:
+
+    >>> min_edit_distance([[[1, 2], [1, 3]], [[5, 5], [6, 6]]], [[1, 3], [7, 7]])
+    0.5
+    """
+    samples, true = np.asarray(samples), np.asarray(true)
+    if samples.ndim == 2:
+        samples = samples[:, None]
+    if samples.shape[0] != true.shape[0] or samples.shape[2] != true.shape[1]:
+        raise ValueError(f"samples {samples.shape} do not match truth {true.shape}.")
+    z = true.shape[1] if normalize else 1
+    best = [min(edit_distance(s, t) for s in sample) / z for sample, t in zip(samples, true)]
+    return float(np.mean(best))
+
+
+# ---------------------------------------------------------------------------------------
+# Attentive classifiers on clip embeddings
+# ---------------------------------------------------------------------------------------
+
+
+def train_step_classifier(embeddings, steps, num_classes, num_heads=4, epochs=20,
+                          batch_size=64, lr=1e-3, verbose=0):
+    """An attentive classifier of single clip embeddings ``(M, D)`` -> step ``(M,)``
+    (each embedding is a one-token sequence). Returns ``(classifier, train_result)``."""
+    embeddings = np.asarray(embeddings, "float32")
+    probe = AttentiveClassifier(num_classes, embed_dim=embeddings.shape[-1],
+                                num_heads=num_heads)
+    result = train_probe(probe, embeddings[:, None], steps, epochs=epochs,
+                         batch_size=batch_size, lr=lr, verbose=verbose)
+    return probe, result
+
+
+def train_sequence_classifier(sequences, labels, num_classes, num_heads=4, epochs=20,
+                              batch_size=64, lr=1e-3, verbose=0):
+    """An attentive classifier over whole sequences of clip embeddings ``(N, L, D)`` (task
+    classification). Returns ``(classifier, train_result)``."""
+    sequences = np.asarray(sequences, "float32")
+    probe = AttentiveClassifier(num_classes, embed_dim=sequences.shape[-1],
+                                num_heads=num_heads)
+    result = train_probe(probe, sequences, labels, epochs=epochs, batch_size=batch_size,
+                         lr=lr, verbose=verbose)
+    return probe, result
+
+
+def step_probabilities(classifier, embeddings, batch_size=512):
+    """Step probabilities of embeddings ``(..., D)``: ``(..., C)``."""
+    embeddings = np.asarray(embeddings, "float32")
+    lead = embeddings.shape[:-1]
+    flat = embeddings.reshape(-1, 1, embeddings.shape[-1])
+    probs = predict_probabilities(classifier, flat, batch_size=batch_size)
+    return np.asarray(probs).reshape(lead + (-1,))
+
+
+# ---------------------------------------------------------------------------------------
+# Synthetic benchmark
+# ---------------------------------------------------------------------------------------
+
+BENCHMARK_SETTINGS = {
+    "full": dict(num_train=2000, num_test=400, length=8, hidden_dim=64, depth=3,
+                 num_heads=4, train_repeats=24, batch_size=64, lr=1e-3, sampling_steps=10,
+                 num_samples=5, probe_epochs=15, encoder_epochs=4, lta_observed=3,
+                 plan_horizon=3, task_observed=2),
+    "quick": dict(num_train=200, num_test=40, length=6, hidden_dim=32, depth=1,
+                  num_heads=2, train_repeats=2, batch_size=64, lr=1e-3, sampling_steps=3,
+                  num_samples=3, probe_epochs=2, encoder_epochs=0, lta_observed=2,
+                  plan_horizon=2, task_observed=2),
+}
+
+
+def _fit_predictor(objective, train, settings, seed, verbose):
+    import keras
+
+    from keras_jepa.models.vedit import VEDIT, random_roles
+
+    rng = np.random.default_rng(seed)
+    reps = settings["train_repeats"]
+    emb = np.repeat(train.embeddings, reps, axis=0)
+    roles = random_roles(len(emb), emb.shape[1], lengths=np.repeat(train.lengths, reps),
+                         rng=rng)
+    model = VEDIT(embed_dim=emb.shape[-1], max_length=emb.shape[1],
+                  hidden_dim=settings["hidden_dim"], depth=settings["depth"],
+                  num_heads=settings["num_heads"], objective=objective,
+                  sampling_steps=settings["sampling_steps"],
+                  num_samples=settings["num_samples"], seed=seed,
+                  name=f"vedit_{objective}")
+    model.adapt(train.embeddings)
+    steps = int(np.ceil(len(emb) / settings["batch_size"]))
+    schedule = keras.optimizers.schedules.CosineDecay(settings["lr"], steps, alpha=0.05)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.01,
+                                                   clipnorm=1.0))
+    start = time.time()
+    history = model.fit({"embeddings": emb, "roles": roles}, epochs=1,
+                        batch_size=settings["batch_size"], shuffle=True, verbose=verbose)
+    return model, {"loss": history.history["loss"][-1], "seconds": time.time() - start,
+                   "steps": steps}
+
+
+def run_procedural_benchmark(mode="full", seed=0, verbose=0, **overrides):
+    """Trains VEDIT and a deterministic regressor (same transformer, MSE) on the synthetic
+    procedural digits, and scores both and a Markov oracle (knows the grammar and the
+    task) on step forecasting (overall and at branching steps), long-horizon ``ED@Z``
+    (``K`` samples), procedure planning and task classification.
+
+    Args:
+        mode: ``"full"`` or ``"quick"`` (:data:`BENCHMARK_SETTINGS`); ``**overrides``
+            replace single settings.
+
+    Returns:
+        a dict ``{"settings", "timing", "recognizer_accuracy", "forecast", "lta",
+        "planning", "task"}``; each metric dict maps ``"vedit"``, ``"regressor"``,
+        ``"oracle"`` (and ``"vedit_1sample"`` for top-1) to numbers.
+    """
+    from keras_jepa.data.procedural import make_procedural_digits
+    from keras_jepa.models.vedit import (
+        classification_roles,
+        forecast_roles,
+        planning_roles,
+    )
+
+    if mode not in BENCHMARK_SETTINGS:
+        raise ValueError(f"mode must be one of {sorted(BENCHMARK_SETTINGS)}; got {mode!r}.")
+    settings = dict(BENCHMARK_SETTINGS[mode], **overrides)
+    timing = {}
+    start = time.time()
+    data = make_procedural_digits(num_train=settings["num_train"],
+                                  num_test=settings["num_test"], length=settings["length"],
+                                  encoder_epochs=settings["encoder_epochs"], seed=seed)
+    timing["data"] = time.time() - start
+    grammar, train, test = data["grammar"], data["train"], data["test"]
+    num_steps, length, k_samples = grammar.num_steps, settings["length"], settings["num_samples"]
+    rng = np.random.default_rng(seed + 1)
+
+    start = time.time()
+    bank_x, bank_y = data["bank_train"]
+    recognizer, _ = train_step_classifier(bank_x, bank_y, num_steps,
+                                          epochs=settings["probe_epochs"])
+    test_x, test_y = data["bank_test"]
+    recognizer_acc = top1_accuracy(step_probabilities(recognizer, test_x).argmax(-1), test_y)
+    task_clf, _ = train_sequence_classifier(train.embeddings, train.tasks, grammar.num_tasks,
+                                            epochs=settings["probe_epochs"])
+    timing["probes"] = time.time() - start
+
+    models = {}
+    for name, objective in (("vedit", "flow"), ("regressor", "regression")):
+        models[name], timing[f"train_{name}"] = _fit_predictor(objective, train, settings,
+                                                               seed, verbose)
+
+    def generate(name, roles):
+        start = time.time()
+        out = models[name].sample(test.embeddings, roles,
+                                  num_samples=k_samples if name == "vedit" else 1)
+        timing[f"sample_{name}"] = timing.get(f"sample_{name}", 0.0) + time.time() - start
+        return out
+
+    n = len(test)
+    steps, tasks = test.steps, test.tasks
+    results = {"settings": settings, "timing": timing, "recognizer_accuracy": recognizer_acc}
+
+    # Step forecasting: a random prefix observed, the next step predicted.
+    observed = rng.integers(1, length, n)
+    roles = np.stack([forecast_roles(length, int(k), 1) for k in observed])
+    truth = steps[np.arange(n), observed]
+    prev = steps[np.arange(n), observed - 1]
+    branching = grammar.is_branching(tasks, prev)
+    preds = {}
+    for name in models:
+        gen = generate(name, roles)[np.arange(n), :, observed]  # (n, K, D)
+        probs = step_probabilities(recognizer, gen)
+        preds[name] = probs.mean(1).argmax(-1)
+        if name == "vedit":
+            preds["vedit_1sample"] = probs[:, 0].argmax(-1)
+    preds["oracle"] = grammar.transitions[tasks, prev].argmax(-1)
+    results["forecast"] = {
+        name: {"top1": top1_accuracy(p, truth),
+               "top1_branching": top1_accuracy(p[branching], truth[branching]),
+               "top1_deterministic": top1_accuracy(p[~branching], truth[~branching])}
+        for name, p in preds.items()}
+    results["forecast"]["branching_fraction"] = float(branching.mean())
+
+    # Long-horizon anticipation: observe a prefix, predict the remaining Z steps.
+    n_obs = settings["lta_observed"]
+    roles = np.stack([forecast_roles(length, n_obs, length - n_obs)] * n)
+    truth = steps[:, n_obs:]
+    lta = {}
+    for name in models:
+        gen = generate(name, roles)[:, :, n_obs:]
+        lta[name] = min_edit_distance(step_probabilities(recognizer, gen).argmax(-1), truth)
+    lta["oracle"] = min_edit_distance(
+        grammar.continue_from(steps[:, n_obs - 1], tasks, length - n_obs, k_samples, rng=rng),
+        truth)
+    results["lta"] = dict(lta, Z=length - n_obs, K=k_samples)
+
+    # Procedure planning: start and goal observed, the steps between predicted.
+    horizon = settings["plan_horizon"]
+    roles = np.stack([planning_roles(length, horizon)] * n)
+    truth = steps[:, 1:horizon + 1]
+    plans = {}
+    for name in models:
+        gen = generate(name, roles)[:, :, 1:horizon + 1]
+        plans[name] = planning_metrics(
+            step_probabilities(recognizer, gen).mean(1).argmax(-1), truth)
+    plans["oracle"] = planning_metrics(
+        grammar.most_likely_path(steps[:, 0], steps[:, horizon + 1], tasks, horizon), truth)
+    results["planning"] = dict(plans, T=horizon)
+
+    # Task classification from a prefix + generated remainder.
+    n_obs = settings["task_observed"]
+    roles = np.stack([classification_roles(length, n_obs)] * n)
+    task_pred = {}
+    for name in models:
+        gen = generate(name, roles)
+        kk = gen.shape[1]
+        probs = np.asarray(predict_probabilities(task_clf, gen.reshape((n * kk,) + gen.shape[2:])))
+        task_pred[name] = probs.reshape(n, kk, -1).mean(1).argmax(-1)
+    real = np.asarray(predict_probabilities(task_clf, test.embeddings)).argmax(-1)
+    like = np.log(np.maximum(grammar.start[:, steps[:, 0]], 1e-30)).T  # (n, tasks)
+    for i in range(1, n_obs):
+        like = like + np.log(np.maximum(
+            grammar.transitions[:, steps[:, i - 1], steps[:, i]], 1e-30)).T
+    task_pred["oracle"] = like.argmax(-1)
+    results["task"] = {name: top1_accuracy(p, tasks) for name, p in task_pred.items()}
+    results["task"]["full_real_sequence"] = top1_accuracy(real, tasks)
+    results["task"]["observed"] = n_obs
+    return results
+
+
+def format_benchmark(results):
+    """A text table of :func:`run_procedural_benchmark`'s results."""
+    f, lta, plan, task = (results[k] for k in ("forecast", "lta", "planning", "task"))
+    lines = [
+        f"step recognizer on real test clips: top-1 {results['recognizer_accuracy']:.3f}",
+        f"{'metric':36s} {'VEDIT':>8s} {'regressor':>10s} {'oracle':>8s}",
+    ]
+
+    def row(label, v, r, o):
+        lines.append(f"{label:36s} {v:8.3f} {r:10.3f} {o:8.3f}")
+
+    for key, label in (("top1", "forecast top-1 (all)"),
+                       ("top1_branching", "forecast top-1 (branching steps)"),
+                       ("top1_deterministic", "forecast top-1 (deterministic)")):
+        row(label, f["vedit"][key], f["regressor"][key], f["oracle"][key])
+    lines.append(f"{'forecast top-1 branching, 1 sample':36s} "
+                 f"{f['vedit_1sample']['top1_branching']:8.3f}")
+    row(f"ED@{lta['Z']} (min of K={lta['K']}, lower better)", lta["vedit"], lta["regressor"],
+        lta["oracle"])
+    for key, label in (("success_rate", "SR"), ("mean_accuracy", "mAcc"), ("miou", "mIoU")):
+        row(f"planning T={plan['T']} {label}", plan["vedit"][key], plan["regressor"][key],
+            plan["oracle"][key])
+    row(f"task top-1 ({task['observed']} steps observed)", task["vedit"], task["regressor"],
+        task["oracle"])
+    lines.append(f"task top-1 on full real sequences: {task['full_real_sequence']:.3f}")
+    timing = results["timing"]
+    lines.append("seconds: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else
+                                          f"{k} {v['seconds']:.1f}" for k, v in timing.items()))
+    return "\n".join(lines)
