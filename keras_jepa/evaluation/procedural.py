@@ -147,8 +147,8 @@ def step_probabilities(classifier, embeddings, batch_size=512):
 
 BENCHMARK_SETTINGS = {
     "full": dict(num_train=2000, num_test=400, length=8, hidden_dim=64, depth=3,
-                 num_heads=4, train_repeats=24, batch_size=64, lr=1e-3, sampling_steps=10,
-                 num_samples=5, probe_epochs=15, encoder_epochs=4, lta_observed=3,
+                 num_heads=4, train_repeats=40, batch_size=64, lr=3e-3, sampling_steps=10,
+                 num_samples=5, probe_epochs=10, encoder_epochs=4, lta_observed=3,
                  plan_horizon=3, task_observed=2),
     "quick": dict(num_train=200, num_test=40, length=6, hidden_dim=32, depth=1,
                   num_heads=2, train_repeats=2, batch_size=64, lr=1e-3, sampling_steps=3,
