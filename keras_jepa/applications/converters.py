@@ -153,6 +153,21 @@ def _find_hf_files(path):
     return weights, config if os.path.isfile(config) else None
 
 
+def _read_file(path):
+    """``(state, hf_config or None, is_hf_folder)`` of a checkpoint file or HF folder."""
+    from keras_jepa.backend.checkpoint_io import read_checkpoint
+
+    path = os.path.expanduser(str(path))
+    if os.path.isdir(path) or path.endswith(".safetensors"):
+        weights, config_path = _find_hf_files(path)
+        config = None
+        if config_path:
+            with open(config_path) as f:
+                config = json.load(f)
+        return read_checkpoint(weights), config, True
+    return read_checkpoint(path), None, False
+
+
 def read_source(checkpoint):
     """Reads ``checkpoint`` (a path, a folder, or an already loaded dict).
 
@@ -160,19 +175,9 @@ def read_source(checkpoint):
     ``"encoder"``; ``parts`` maps ``encoder`` / ``target_encoder`` / ``predictor`` to
     official-format state dicts (prefixes kept; ``assign_*`` strip them).
     """
-    from keras_jepa.backend.checkpoint_io import read_checkpoint
-
     hf_config = None
     if isinstance(checkpoint, (str, os.PathLike)):
-        path = os.path.expanduser(str(checkpoint))
-        if os.path.isdir(path) or path.endswith(".safetensors"):
-            weights, config_path = _find_hf_files(path)
-            state = read_checkpoint(weights)
-            if config_path:
-                with open(config_path) as f:
-                    hf_config = json.load(f)
-        else:
-            state = read_checkpoint(path)
+        state, hf_config, _ = _read_file(checkpoint)
     elif isinstance(checkpoint, dict):
         state = checkpoint
     else:
@@ -523,19 +528,11 @@ def ensure_converted(name, entry, verbose=True):
 
 def _probe_state(checkpoint, index):
     """``(official probe state dict, variant, layer-norm eps or None)`` of a probe source."""
-    from keras_jepa.backend.checkpoint_io import read_checkpoint
-
-    hf_eps = None
     if isinstance(checkpoint, (str, os.PathLike)):
-        path = os.path.expanduser(str(checkpoint))
-        if os.path.isdir(path) or path.endswith(".safetensors"):
-            weights, config_path = _find_hf_files(path)
-            state = read_checkpoint(weights)
-            if config_path:
-                with open(config_path) as f:
-                    hf_eps = json.load(f).get("layer_norm_eps")
-            return wp.hf_to_official_probe(state), "vjepa2", hf_eps
-        state = read_checkpoint(path)
+        state, hf_config, is_hf = _read_file(checkpoint)
+        if is_hf:
+            eps = (hf_config or {}).get("layer_norm_eps")
+            return wp.hf_to_official_probe(state), "vjepa2", eps
     elif isinstance(checkpoint, dict):
         state = checkpoint
     else:
