@@ -61,6 +61,7 @@ setup(
         "scikit-learn>=1.3",
         "pillow>=9",
         "matplotlib>=3.8",
+        "pyyaml>=6",  # official training configs as conversion architectures
     ],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["keras-jepa=keras_jepa.cli:main"]},
