@@ -14,6 +14,8 @@ import sys
 
 import keras
 
+from keras_jepa.backend.seeding import seed_everything
+
 from keras_jepa.distribute import STRATEGIES, setup
 
 
@@ -30,7 +32,7 @@ def run_demo(dist, output, per_replica_batch=4, steps=3, epochs=2, seed=0):
     from keras_jepa.pretraining import ArrayImageDataset, build_mask_sampler, build_model, get_config
     from keras_jepa.data import image_transform
 
-    _seed(seed)
+    seed_everything(seed)
     config = get_config("ijepa_tiny_cpu").replace(
         hidden_dim=32, depth=1, num_heads=2, predictor_dim=32, predictor_depth=1,
         predictor_heads=2)
@@ -161,29 +163,6 @@ def gather_check(dist, rows=2, width=3):
     x = keras.ops.zeros((n * rows, width))  # JAX SPMD: the step already sees every row
     return {"gathered": keras.ops.convert_to_numpy(gather_across_replicas(x)).tolist(),
             "offset": int(replica_offset(rows)), "grad": None}
-
-
-def _seed(seed):
-    """``keras.utils.set_random_seed`` without its TensorFlow import under JAX and torch
-    (seconds of start-up per process)."""
-    if keras.backend.backend() == "tensorflow":
-        keras.utils.set_random_seed(seed)
-        return
-    import random
-
-    import numpy as np
-    from keras.src.backend.common import global_state
-    from keras.src.random import seed_generator
-    from keras.src.utils import rng_utils
-
-    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
-    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
-    random.seed(seed)
-    np.random.seed(seed)
-    if keras.backend.backend() == "torch":
-        import torch
-
-        torch.manual_seed(seed)
 
 
 def batch_losses(running_losses, steps_per_epoch):

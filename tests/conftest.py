@@ -1,13 +1,14 @@
 """Shared pytest configuration. The backend is fixed per process by ``KERAS_BACKEND``."""
 
 import os
-import random
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+from keras_jepa.backend.seeding import seed_everything  # noqa: E402,F401
 
 
 def pytest_addoption(parser):
@@ -31,26 +32,6 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_report_header(config):
     return f"keras {keras.__version__}, backend {keras.backend.backend()}"
-
-
-def seed_everything(seed):
-    """``keras.utils.set_random_seed`` without its TensorFlow import: under jax and torch
-    that import alone costs seconds per test process."""
-    if keras.backend.backend() == "tensorflow":
-        keras.utils.set_random_seed(seed)
-        return
-    from keras.src.backend.common import global_state
-    from keras.src.random import seed_generator
-    from keras.src.utils import rng_utils
-
-    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
-    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
-    random.seed(seed)
-    np.random.seed(seed)
-    if keras.backend.backend() == "torch":
-        import torch
-
-        torch.manual_seed(seed)
 
 
 @pytest.fixture(autouse=True)

@@ -331,6 +331,8 @@ def attentive_probe_entries(classifier):
     Dense kernels (torch ``[out, in]``), ``"vector"`` for biases and norm parameters,
     ``"table"`` for ``pooler.query_tokens`` (``[1, 1, D]``, copied as is).
     """
+    from keras_jepa.applications.weight_porting import _block_entries
+
     if not isinstance(classifier, AttentiveClassifier):
         raise TypeError(
             f"Expected an AttentiveClassifier; got {type(classifier).__name__}.")
@@ -354,13 +356,7 @@ def attentive_probe_entries(classifier):
     dense(f"{prefix}.mlp.fc1", cross.mlp.fc1)
     dense(f"{prefix}.mlp.fc2", cross.mlp.fc2)
     for i, block in enumerate(classifier.blocks):
-        prefix = f"pooler.blocks.{i}"
-        norm(f"{prefix}.norm1", block.norm1)
-        dense(f"{prefix}.attn.qkv", block.attn.qkv)
-        dense(f"{prefix}.attn.proj", block.attn.proj)
-        norm(f"{prefix}.norm2", block.norm2)
-        dense(f"{prefix}.mlp.fc1", block.mlp.fc1)
-        dense(f"{prefix}.mlp.fc2", block.mlp.fc2)
+        _block_entries(entries, f"pooler.blocks.{i}", block)
     dense("linear", classifier.linear)
     return entries
 
@@ -409,10 +405,7 @@ def export_official_probe(classifier):
     The inverse of :func:`load_official_probe`: Dense kernels are transposed to torch's
     ``[out, in]``. (V-JEPA 1's unused ``xattn.proj`` is not produced.)
     """
-    from keras_jepa.applications.weight_porting import _to_official_layout
+    from keras_jepa.applications.weight_porting import export_state_dict
 
-    return {
-        key: np.ascontiguousarray(
-            _to_official_layout(ops.convert_to_numpy(variable), layout)).astype(np.float32)
-        for key, (variable, layout) in attentive_probe_entries(classifier).items()
-    }
+    return {key: value.astype(np.float32)
+            for key, value in export_state_dict(attentive_probe_entries(classifier)).items()}
