@@ -93,6 +93,11 @@ inputs = normalize_images(images)
 Each run builds the encoder with `output_dim=width`, wraps it in the I-JEPA model (the
 predictor reads `encoder.output_width`), trains with `fit`, then extracts the **target**
 encoder's tokens once and trains the probes on them (`keras_jepa.evaluation.run_probes`).
+The attentive probe uses a learning rate of 1e-2 here, not the official 1e-3: with only
+about 600 probe steps, 1e-3 leaves the probe under-trained on narrow features (at `D = 16`
+it scored 7.8%, chance level, while the linear probe reached 79%; on random 16-wide
+features its training accuracy stayed near 30%), which would measure the probe's schedule
+instead of the representation.
 """
 
 
@@ -127,7 +132,7 @@ def run(width):
     feats = {"train": tokens[train_idx], "val": tokens[test_idx]}
     labs = {"train": labels[train_idx], "val": labels[test_idx]}
     rows = run_probes(feats, labs, probes=probes, epochs=probe_epochs, batch_size=32,
-                      num_heads=2)
+                      num_heads=2, lr=1e-2)
     hoyer, near_zero = sparsity(tokens[test_idx].mean(axis=1))
     result = {"width": width, "loss": history.history["loss"][-1], "hoyer": hoyer,
               "near_zero": near_zero, "seconds": time.time() - start,

@@ -79,11 +79,27 @@ class IJEPA(JEPA):
         targets = list(inputs["target_indices"])
         z = self.encoder(images, token_indices=contexts, training=training)
         context_ids = ops.concatenate([ops.cast(c, "int32") for c in contexts], axis=0)
-        predictions = []
-        for target in targets:
-            target_ids = ops.concatenate([ops.cast(target, "int32")] * len(contexts), axis=0)
-            pred = self.predictor(z, context_ids, target_ids, mask_index=0, training=training)
-            predictions.append(pred)
+        target_ids = [
+            ops.concatenate([ops.cast(t, "int32")] * len(contexts), axis=0) for t in targets
+        ]
+        if len({t.shape[1] for t in target_ids}) == 1 and len(targets) > 1:
+            # One predictor call over every target, as officially: the context is repeated
+            # along the batch once per target (target-major), so the predictor runs one
+            # large batch instead of ``npred`` small ones.
+            n = len(targets)
+            pred = self.predictor(
+                ops.concatenate([z] * n, axis=0),
+                ops.concatenate([context_ids] * n, axis=0),
+                ops.concatenate(target_ids, axis=0),
+                mask_index=0,
+                training=training,
+            )
+            predictions = list(ops.split(pred, n, axis=0))
+        else:
+            predictions = [
+                self.predictor(z, context_ids, t, mask_index=0, training=training)
+                for t in target_ids
+            ]
         return {"predictions": predictions}
 
     def prediction_loss(self, x, y_pred):
