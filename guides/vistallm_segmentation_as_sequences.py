@@ -68,9 +68,10 @@ print("IoU of the decoded mask:", round(seq.mask_iou(seq.tokens_to_mask(tokens, 
 ## Adaptive versus uniform sampling
 
 Masks with sharp corners: rotated rectangles, triangles, and a procedurally drawn
-four-legged animal silhouette (non-convex, many corners; scikit-image's horse is not a
-dependency of keras_jepa, so it stands in for it), plus stars. Each mask is 128 x 128; the
-score is the IoU between the mask and the fill of its `N`-point polygon(s).
+four-legged animal silhouette (non-convex, many corners), plus stars. Each mask is
+128 x 128; the score is the IoU between the mask and the fill of its `N`-point polygon(s).
+When scikit-image is installed (it is not a dependency of keras_jepa), its horse silhouette
+(`skimage.data.horse()`, 328 x 400, shipped inside the package) is added as one more row.
 """
 
 SIZE = 128
@@ -78,30 +79,46 @@ NUM_MASKS = 6 if QUICK else 40
 KINDS = ("rectangle", "triangle", "silhouette", "star")
 rng = np.random.default_rng(0)
 masks = {kind: [random_shape_mask(kind, SIZE, rng) for _ in range(NUM_MASKS)] for kind in KINDS}
+try:
+    import skimage.data
+
+    masks["horse"] = [~skimage.data.horse().astype(bool)]  # the horse is drawn in black
+    KINDS = KINDS + ("horse",)
+except ImportError:
+    pass
 
 print(f"\nmean IoU to the true mask ({NUM_MASKS} masks per shape, {SIZE}x{SIZE})")
-print(f"{'shape':<12}{'N':>4}{'adaptive':>10}{'uniform':>10}{'gain':>8}")
+METHODS = ("adaptive", "adaptive_refined", "uniform")
+print(f"{'shape':<12}{'N':>4}{'reference':>11}{'refined':>9}{'uniform':>9}")
 table = {}
 for kind in KINDS:
     for n in (8, 16, 32):
-        adaptive = sampling_fidelity(masks[kind], n, "adaptive")
-        uniform = sampling_fidelity(masks[kind], n, "uniform")
-        table[kind, n] = (adaptive, uniform)
-        print(f"{kind:<12}{n:>4}{adaptive:>10.4f}{uniform:>10.4f}{adaptive - uniform:>+8.4f}")
+        table[kind, n] = [sampling_fidelity(masks[kind], n, m) for m in METHODS]
+        print(f"{kind:<12}{n:>4}" + "".join(f"{v:>{w}.4f}" for v, w in
+                                          zip(table[kind, n], (11, 9, 9))))
 for n in (8, 16, 32):
-    a = np.mean([table[k, n][0] for k in ("rectangle", "triangle", "silhouette")])
-    u = np.mean([table[k, n][1] for k in ("rectangle", "triangle", "silhouette")])
-    print(f"rect+tri+silhouette N={n}: adaptive {a:.4f} uniform {u:.4f}")
+    means = [np.mean([table[k, n][i] for k in ("rectangle", "triangle", "silhouette")])
+             for i in range(3)]
+    print(f"rect+tri+silhouette N={n}: reference {means[0]:.4f} refined {means[1]:.4f} "
+          f"uniform {means[2]:.4f}")
 
 """
 Adaptive sampling spends its budget on corners, which wins whenever `N` is at least
-the number of salient corners (rectangles and triangles at every `N`). With fewer points
-than a shape has corners (the silhouette and stars at small `N`), keeping the *sharpest*
-points clusters them on a few features, and evenly spaced points cover the outline
-better. Two details of the reference algorithm show here: the contour is scored as an
-open chain, so its last point (the neighbour of the first) always takes one of the `N`
-slots (`closed=True` scores it as a loop), and the 40-point pre-sampling may step over a
-corner, which caps the fidelity at large `N`.
+the number of salient corners (rectangles and triangles at every `N`). The reference
+algorithm (`"adaptive"`) takes three shortcuts that cost it on shapes with more corners
+than `N` (the silhouette and the stars at small `N`): it scores every point once, so a
+run of slightly bent points on a smooth stretch can outscore a real corner's neighbours;
+it scores the contour as an open chain, so the contour's last point always takes one of
+the `N` slots; and its 40-point pre-sampling steps over corners at large `N`.
+`"adaptive_refined"` removes the flattest point one at a time, re-scoring its neighbours
+after each removal, treats the contour as a loop, and pre-samples at least `4 N` points.
+
+One full run (any backend: this part is numpy) gave, as mean IoU, reference / refined /
+uniform: silhouette N=8 0.484 / 0.574 / 0.511, N=16 0.683 / 0.795 / 0.687, N=32
+0.878 / 0.931 / 0.853; stars N=8 0.736 / 0.800 / 0.770; scikit-image's horse N=8
+0.319 / 0.591 / 0.551, N=16 0.673 / 0.759 / 0.665, N=32 0.849 / 0.878 / 0.843. The refined
+sampler beats uniform sampling on every shape and `N`; the reference loses at the smallest
+budgets on the shapes with many corners.
 """
 
 """

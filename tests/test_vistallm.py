@@ -96,6 +96,37 @@ def test_square_corners_survive_pruning():
     assert closed == [[2, 2], [10, 2], [10, 10], [2, 10]]
 
 
+def _prune_brute_force(points, n, closed):
+    """Removes the lowest-scoring point, recomputing every score each time."""
+    keep = list(range(len(points)))
+    while len(keep) > n:
+        scores = seq.sharpness_scores(points[keep], closed=closed)
+        del keep[int(np.argmin(scores))]
+    return points[keep]
+
+
+def test_rescored_pruning_matches_brute_force_and_keeps_square_corners():
+    rng = np.random.default_rng(5)
+    for closed in (False, True):
+        points = rng.uniform(0, 50, (30, 2))
+        out = seq.prune_points(points, 9, closed=closed, rescore=True)
+        np.testing.assert_allclose(out, _prune_brute_force(points, 9, closed))
+    contour = seq.mask_to_contours(_rectangle_mask(box=(2, 2, 10, 10)))[0]
+    kept = seq.sample_mask(_rectangle_mask(box=(2, 2, 10, 10)), 4, "adaptive_refined")[0]
+    assert sorted(kept.tolist()) == sorted([[2, 2], [10, 2], [10, 10], [2, 10]])
+    assert len(contour) == 32
+
+
+def test_refined_adaptive_beats_uniform_where_the_reference_does_not():
+    rng = np.random.default_rng(0)
+    masks = [random_shape_mask("star", 64, rng) for _ in range(6)]
+    refined = sampling_fidelity(masks, 8, "adaptive_refined")
+    uniform = sampling_fidelity(masks, 8, "uniform")
+    assert refined > uniform + 0.01, (refined, uniform)
+    with pytest.raises(ValueError, match="adaptive_refined"):
+        seq.sample_mask(masks[0], 8, "sharpest")
+
+
 def test_presample_stride_is_ceil():
     contour = np.stack([np.arange(101), np.zeros(101)], 1)
     pre = seq.uniform_presample(contour, 40)

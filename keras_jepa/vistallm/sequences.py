@@ -195,26 +195,57 @@ def _chord_distance(a, b, mid):
 
 
 def prune_points(
-    points, num_points, offset=1, endpoint_score=ENDPOINT_SCORE, closed=False
+    points, num_points, offset=1, endpoint_score=ENDPOINT_SCORE, closed=False, rescore=False
 ):
     """Drops the ``len - num_points`` flattest points, keeping order; pads with ``-1``.
 
-    Returns ``(num_points, 2)``. Scores are computed once on the input (not re-scored
-    after each removal), as in the reference; ties drop the earlier point first.
+    Returns ``(num_points, 2)``. By default the scores are computed once on the input (not
+    re-scored after each removal), as in the reference; ties drop the earlier point first.
+    ``rescore=True`` removes one point at a time and re-scores its two neighbours against
+    their new neighbours, so a run of flat points cannot shield each other and the kept
+    points follow the outline that remains (the refinement; see ``sample_mask``).
 
     >>> square = np.array([[0, 0], [1, 0], [2, 0], [2, 1], [2, 2], [1, 2], [0, 2], [0, 1]])
     >>> prune_points(square, 5).tolist()
     [[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [0.0, 2.0], [0.0, 1.0]]
     >>> prune_points(square, 4, closed=True).tolist()
     [[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [0.0, 2.0]]
+    >>> prune_points(square, 4, closed=True, rescore=True).tolist()
+    [[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [0.0, 2.0]]
     """
     p = _check_points(points, "points").astype(np.float64)
     num_points = _check_count(num_points)
-    if len(p) > num_points:
+    if len(p) > num_points and rescore:
+        p = _prune_rescored(p, num_points, int(offset), float(endpoint_score), closed)
+    elif len(p) > num_points:
         scores = sharpness_scores(p, offset, endpoint_score, closed)
         drop = np.argsort(scores, kind="stable")[: len(p) - num_points]
         p = np.delete(p, drop, axis=0)
     return pad_points(p, num_points)
+
+
+def _prune_rescored(p, num_points, offset, endpoint_score, closed):
+    """Greedy removal of the flattest point, re-scoring the points around it each time."""
+    if offset < 1:
+        raise ValueError(f"offset must be >= 1; got {offset}.")
+    keep = list(range(len(p)))
+    scores = sharpness_scores(p, offset, endpoint_score, closed).tolist()
+
+    def score(j):  # j indexes ``keep``
+        n = len(keep)
+        if not closed and (j < offset or j >= n - offset):
+            return endpoint_score
+        a, b = keep[(j - offset) % n], keep[(j + offset) % n]
+        return float(_chord_distance(p[a][None], p[b][None], p[keep[j]][None])[0])
+
+    while len(keep) > num_points:
+        j = int(np.argmin(scores))
+        del keep[j], scores[j]
+        n = len(keep)
+        for k in range(j - offset, j + offset):
+            if closed or 0 <= k < n:
+                scores[k % n] = score(k % n)
+    return p[keep]
 
 
 def adaptive_sample(
@@ -224,6 +255,7 @@ def adaptive_sample(
     offset=1,
     endpoint_score=ENDPOINT_SCORE,
     closed=False,
+    rescore=False,
 ):
     """Gradient-aware adaptive sampling: uniform pre-sample, then keep the sharpest.
 
@@ -232,7 +264,7 @@ def adaptive_sample(
     [[1.0, 1.0], [7.0, 1.0], [7.0, 7.0], [1.0, 7.0], [1.0, 2.0]]
     """
     pre = uniform_presample(contour, presample_points)
-    return prune_points(pre, num_points, offset, endpoint_score, closed)
+    return prune_points(pre, num_points, offset, endpoint_score, closed, rescore)
 
 
 def uniform_sample(contour, num_points=16):
@@ -274,23 +306,37 @@ def sample_mask(
     max_polygons=None,
     min_area=1.0,
     closed=False,
+    rescore=False,
 ):
     """Mask -> list of ``(num_points, 2)`` padded polygons in pixel units, largest first.
 
-    ``method`` is ``"adaptive"`` (VistaLLM) or ``"uniform"`` (baseline); ``closed`` as in
-    ``sharpness_scores``.
+    ``method``:
+
+    * ``"adaptive"``: VistaLLM's sampling as in the reference (``closed`` and ``rescore``
+      as in ``sharpness_scores`` / ``prune_points``, off by default);
+    * ``"adaptive_refined"``: the same idea without the reference's three shortcuts: the
+      contour is scored as a loop (``closed=True``), points are removed one at a time
+      with their neighbours re-scored (``rescore=True``), and the pre-sampling keeps at
+      least ``4 * num_points`` points so it does not step over corners at large ``N``;
+    * ``"uniform"``: the baseline, ``num_points`` evenly spaced points.
     """
-    if method not in ("adaptive", "uniform"):
-        raise ValueError(f"method must be 'adaptive' or 'uniform'; got {method!r}.")
+    if method not in ("adaptive", "adaptive_refined", "uniform"):
+        raise ValueError(
+            f"method must be 'adaptive', 'adaptive_refined' or 'uniform'; got {method!r}."
+        )
     contours = mask_to_contours(mask, min_area=min_area)
     if max_polygons is not None:
         contours = contours[: int(max_polygons)]
-    if method == "adaptive":
-        return [
-            adaptive_sample(c, num_points, presample_points, offset, closed=closed)
-            for c in contours
-        ]
-    return [uniform_sample(c, num_points) for c in contours]
+    if method == "uniform":
+        return [uniform_sample(c, num_points) for c in contours]
+    if method == "adaptive_refined":
+        presample_points = max(int(presample_points), 4 * int(num_points))
+        closed, rescore = True, True
+    return [
+        adaptive_sample(c, num_points, presample_points, offset, closed=closed,
+                        rescore=rescore)
+        for c in contours
+    ]
 
 
 # -------------------------------------------------------------------- bins and tokens
