@@ -33,9 +33,9 @@ from keras_jepa.data.physics_videos import (
 )
 
 DEMO_CONFIG = dict(
-    image_size=32, patch_size=8, video_frames=20, frame_step=2, frames_per_clip=8,
+    image_size=32, patch_size=8, video_frames=24, frame_step=2, frames_per_clip=8,
     tubelet_size=2, hidden_dim=64, depth=2, num_heads=4, predictor_dim=64, predictor_depth=2,
-    predictor_heads=4, num_train_videos=1200, batch_size=16, steps=1200,
+    predictor_heads=4, num_train_videos=1200, batch_size=16, steps=3000,
     lr=3e-3, start_lr=2e-4, final_lr=1e-5, warmup=0.1, weight_decay=0.05,
     ema_momentum=(0.998, 1.0), context_lengths=(2, 4, 6), scenes_per_property=16,
     # One causal mask config: a one-token tube over the clip plus every token after the
