@@ -274,6 +274,17 @@ def test_serialization_round_trip(llip, encoded, tmp_path):
     np.testing.assert_allclose(after, before, atol=1e-5)
 
 
+def test_token_init_std_reaches_the_appended_tokens_and_the_config():
+    seed_everything(0)
+    for cls in (SigLIP, Llip):
+        vit, text = _towers(width=32)
+        model = cls(vit, text, token_init_std=0.02)
+        tokens = _np(model.vision_tower.mixture_tokens)
+        assert tokens.std() < 0.05
+        assert model.vision_tower.init_std == 0.02
+        assert cls.from_config(model.get_config()).token_init_std == 0.02
+
+
 def test_bad_arguments_raise():
     vit, text = _towers()
     with pytest.raises(ValueError, match="'hinge'"):
