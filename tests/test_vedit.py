@@ -16,6 +16,7 @@ from keras_jepa.data.procedural import (
 )
 from keras_jepa.evaluation.procedural import (
     edit_distance,
+    majority_vote,
     min_edit_distance,
     planning_metrics,
     top1_accuracy,
@@ -168,6 +169,9 @@ def test_metrics_against_hand_computed_values():
     assert min_edit_distance([[[1, 2, 3, 4], [9, 9, 9, 9]], [[1, 1, 1, 1], [2, 2, 2, 2]]],
                              [[1, 2, 4, 4], [2, 2, 1, 2]]) == pytest.approx((1 + 1) / 2 / 4)
     assert top1_accuracy([0, 1, 1, 2], [0, 1, 2, 2]) == 0.75
+    # Majority vote over K samples; a tie goes to the larger mean probability.
+    assert majority_vote([[4, 2, 4], [0, 1, 2]]).tolist() == [4, 0]
+    assert majority_vote([[1, 2, 2, 1]], [[0.0, 0.3, 0.7]]).tolist() == [2]
     with pytest.raises(ValueError):
         planning_metrics([[1, 2]], [[1, 2, 3]])
 
