@@ -5,6 +5,15 @@ import keras
 from keras_jepa.utils import presets as preset_utils
 
 
+
+def deserialize_dtype(config):
+    """A copy of a model config whose serialized ``dtype`` policy is deserialized, so the
+    config can go straight to the constructor."""
+    config = dict(config)
+    if isinstance(config.get("dtype"), dict):
+        config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+    return config
+
 class classproperty(property):
     def __get__(self, _, owner):
         return self.fget(owner)
@@ -58,7 +67,4 @@ class Backbone(PresetMixin, keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
+        return cls(**deserialize_dtype(config))

@@ -53,6 +53,7 @@ from keras_jepa.layers.attention import MultiHeadSelfAttention
 from keras_jepa.layers.initializers import normal_init
 from keras_jepa.layers.mlp import MLP
 from keras_jepa.layers.position_embedding import sincos_1d
+from keras_jepa.models.backbone import deserialize_dtype
 
 ROLE_PAD, ROLE_OBSERVED, ROLE_TARGET = 0, 1, 2
 TIME_DISTRIBUTIONS = ("uniform", "logit_normal")
@@ -612,10 +613,7 @@ class VEDIT(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
+        return cls(**deserialize_dtype(config))
 
 
 class _SamplerCache:

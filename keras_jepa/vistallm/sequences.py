@@ -226,10 +226,8 @@ def prune_points(
 
 def _prune_rescored(p, num_points, offset, endpoint_score, closed):
     """Greedy removal of the flattest point, re-scoring the points around it each time."""
-    if offset < 1:
-        raise ValueError(f"offset must be >= 1; got {offset}.")
     keep = list(range(len(p)))
-    scores = sharpness_scores(p, offset, endpoint_score, closed).tolist()
+    scores = sharpness_scores(p, offset, endpoint_score, closed).tolist()  # checks offset
 
     def score(j):  # j indexes ``keep``
         n = len(keep)
