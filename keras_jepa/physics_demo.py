@@ -157,16 +157,21 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
         steps: optimizer steps (default ``DEMO_CONFIG["steps"]``).
         seed: seeds the training videos, weights, masks and batches (the evaluation
             scenes use a disjoint seed stream).
-        output_dir: PNGs and ``results.json`` (default: a new temporary folder).
+        output_dir: PNGs, ``results.json``, ``surprise.npz`` (the raw surprises of both
+            networks with the pairs' metadata) and the trained weights
+            (``vjepa.weights.h5``, for ``build_demo_model(config).load_weights``);
+            default: a new temporary folder.
         properties: properties to evaluate (all by default; training uses all).
         scenes_per_property: minimal sets per property (2 pairs each).
         verbose: 0 silent, 1 progress bars and the table.
         **overrides: ``DEMO_CONFIG`` entries (e.g. ``depth=2``, ``num_train_videos=400``).
 
     Returns:
-        ``{"backend", "tables": {"trained", "untrained", "pixel_copy"}, "seconds",
-        "train_seconds", "losses", "plots", "output_dir"}``; each table maps a property
-        (and ``"all"``) to its metrics (see ``keras_jepa.evaluation.property_table``).
+        ``{"backend", "tables", "condition_tables", "seconds", "train_seconds", "losses",
+        "plots", "output_dir"}``. ``tables`` holds one table per network (``"trained"``,
+        ``"untrained"``, ``"pixel_copy"``) mapping each property (and ``"all"``) to its
+        metrics (see ``keras_jepa.evaluation.property_table``); ``condition_tables`` the
+        same per property and condition (occluded or visible, static or moving).
     """
     import json
 
@@ -247,6 +252,20 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
         "untrained": property_table(*untrained, evalset["property"], c["context_lengths"]),
         "pixel_copy": property_table(*pixel, evalset["property"]),
     }
+    # The same, split by condition (occluded or visible, static or moving): which
+    # situations the network has learned, beyond the per-property average.
+    conditions = np.asarray([
+        f"{prop} ({'occluded' if occ else 'visible'}, {'moving' if mov else 'static'})"
+        for prop, occ, mov in zip(evalset["property"], evalset["occluded"],
+                                  evalset["moving"])
+    ])
+    condition_tables = {
+        name: {k: v for k, v in property_table(*pair, conditions, lengths).items()
+               if k != "all"}
+        for name, pair, lengths in (("trained", trained, c["context_lengths"]),
+                                    ("untrained", untrained, c["context_lengths"]),
+                                    ("pixel_copy", pixel, None))
+    }
     # Surprise-over-time plot of the first object-permanence pair (or the first pair).
     first = int(np.flatnonzero(evalset["property"] == properties[0])[0])
     starts = c["frame_step"] * window_starts(len(range(0, frames, c["frame_step"])), fpc, 2)
@@ -259,18 +278,33 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
               f"{c['context_lengths'][row]} frames",
     )
     loss_path = _plot_loss(losses, os.path.join(output_dir, "loss.png"))
+    model.save_weights(os.path.join(output_dir, "vjepa.weights.h5"))
+    # The raw surprises, (pairs, context lengths, windows) per model and side, with the
+    # pairs' metadata, for analyses beyond the table (e.g. per condition).
+    np.savez_compressed(
+        os.path.join(output_dir, "surprise.npz"),
+        trained_possible=trained[0], trained_impossible=trained[1],
+        untrained_possible=untrained[0], untrained_impossible=untrained[1],
+        context_lengths=np.asarray(c["context_lengths"]),
+        **{k: evalset[k] for k in ("property", "splice", "occluded", "moving",
+                                   "num_objects", "scene")},
+    )
     seconds, cpu = time.time() - start, _cpu_seconds() - cpu_start
     say()
     say(format_table(
         tables,
         title="pairwise accuracy (%), avg surprise, best context row [bootstrap 95% CI]:",
     ))
+    say()
+    say(format_table(condition_tables, title="by condition (few pairs each: a diagnostic, "
+                     "not a result):"))
     say(f"  chance is 50%. pretraining loss {losses[0]:.4f} -> {losses[-1]:.4f}; "
         f"train {train_seconds:.0f} s, total {seconds:.0f} s wall, {cpu:.0f} s CPU time of "
         f"this process (on a shared machine the wall time depends on its load)")
     say(f"  plots: {plot_path}, {loss_path}")
     result = {
-        "backend": keras.backend.backend(), "tables": tables, "seconds": seconds,
+        "backend": keras.backend.backend(), "tables": tables,
+        "condition_tables": condition_tables, "seconds": seconds,
         "cpu_seconds": cpu,
         "train_seconds": train_seconds, "losses": losses,
         "plots": [plot_path, loss_path], "output_dir": output_dir,

@@ -145,3 +145,28 @@ def test_inflevel_pairs_follow_the_priming_alignment(tmp_path):
 def test_read_video_frames_errors(tmp_path):
     with pytest.raises(ValueError, match="not found"):
         read_video_frames(str(tmp_path / "missing.mp4"))
+
+
+def test_physics_demo_writes_tables_surprises_and_weights(tmp_path):
+    """The main demo end to end at a toy size: its tables (per property and per
+    condition), raw surprises and trained weights; the weights reload into the model."""
+    from keras_jepa.physics_demo import build_demo_model, run_demo
+
+    config = dict(image_size=16, patch_size=8, video_frames=10, frame_step=1,
+                  frames_per_clip=4, hidden_dim=16, depth=1, num_heads=2, predictor_dim=16,
+                  predictor_depth=1, predictor_heads=2, num_train_videos=4, batch_size=2,
+                  context_lengths=(2,))
+    out = run_demo(steps=10, output_dir=str(tmp_path),
+                   properties=("object_permanence", "solidity"), scenes_per_property=1,
+                   verbose=0, **config)
+    assert set(out["tables"]) == {"trained", "untrained", "pixel_copy"}
+    assert out["tables"]["trained"]["all"]["num_pairs"] == 4
+    conditions = out["condition_tables"]["trained"]
+    assert sum(row["num_pairs"] for row in conditions.values()) == 4
+    assert all(k.startswith(("object_permanence (", "solidity (")) for k in conditions)
+    saved = np.load(tmp_path / "surprise.npz")
+    assert saved["trained_possible"].shape == saved["trained_impossible"].shape == (4, 1, 4)
+    assert saved["property"].tolist()[:2] == ["object_permanence"] * 2
+    model = build_demo_model(config, steps=10)
+    model.load_weights(str(tmp_path / "vjepa.weights.h5"))
+    assert os.path.exists(tmp_path / "surprise_pair.png")

@@ -476,7 +476,8 @@ def format_table(tables, title=None):
     names = list(tables)
     props = list(next(iter(tables.values())))
     lines = [title] if title else []
-    lines.append(f"{'property':<20} {'pairs':>6}  " + "  ".join(f"{n:<16}" for n in names))
+    width = max([20] + [len(str(p)) for p in props])
+    lines.append(f"{'property':<{width}} {'pairs':>6}  " + "  ".join(f"{n:<16}" for n in names))
     for prop in props:
         cells = []
         for n in names:
@@ -484,7 +485,7 @@ def format_table(tables, title=None):
             lo, hi = row["ci"]
             cells.append(f"{100 * row['pairwise_avg']:5.1f} [{100 * lo:.0f}-{100 * hi:.0f}]")
         count = next(iter(tables.values()))[prop]["num_pairs"]
-        lines.append(f"{prop:<20} {count:>6}  " + "  ".join(f"{c:<16}" for c in cells))
+        lines.append(f"{prop:<{width}} {count:>6}  " + "  ".join(f"{c:<16}" for c in cells))
     return "\n".join(line.rstrip() for line in lines)
 
 
