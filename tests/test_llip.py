@@ -409,3 +409,19 @@ def test_fit_decreases_loss_and_reports_diagnostics():
     assert history["loss"][-1] < history["loss"][0] - 0.3
     assert 0.0 <= history["mixing_entropy"][-1] <= 1.0 + 1e-5
     assert 1.0 - 1e-5 <= history["tokens_used"][-1] <= 4.0 + 1e-4
+
+
+def test_training_program_cli_defaults_match_the_function():
+    # The measured defaults are documented once; the CLI and the Python entry point agree.
+    import argparse
+    import inspect
+
+    from keras_jepa.llip_training import add_arguments, train_and_evaluate
+
+    args = add_arguments(argparse.ArgumentParser()).parse_args([])
+    defaults = inspect.signature(train_and_evaluate).parameters
+    for name, arg in (("steps", "steps"), ("batch_size", "batch_size"),
+                      ("learning_rate", "learning_rate"), ("num_train", "num_train"),
+                      ("num_eval", "num_eval"), ("image_size", "image_size"),
+                      ("seed", "seed")):
+        assert getattr(args, arg) == defaults[name].default, name
