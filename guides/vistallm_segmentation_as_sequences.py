@@ -5,7 +5,7 @@ Date created: 2026/11/26
 Description: Turn masks into short polygon sequences with gradient-aware adaptive sampling,
     then train a small vision-language model to answer referring-segmentation
     instructions with them, on JAX, PyTorch or TensorFlow.
-Accelerator: None (CPU; the full run trains a small model for several minutes,
+Accelerator: None (CPU; the full run trains a small model for about 10 minutes,
     `KERAS_JEPA_GUIDE_QUICK=1` for a smoke run)
 """
 
@@ -137,15 +137,28 @@ The model: a keras_jepa `VisionTransformer` (patch 8) encodes the image; the
 `InstructionGuidedTokenizer` turns its patch tokens into 8 tokens, with learned queries
 that read the instruction; a causal decoder of `TransformerBlock`s continues
 `[image tokens; instruction; answer]`. Training is teacher forcing with `model.fit`; the
-answer is then decoded greedily. The loss is cross-entropy with Gaussian-smoothed targets
-on coordinate bins (`bin_sigma=20` bins, about 0.6 pixel here): the bins are ordered, and
-telling the model that a near miss is better than a far one speeds up learning.
+answer is then decoded greedily.
+
+Three choices make this small model learn to localise on a CPU budget:
+
+- **Bins.** The images are 32 x 32 and the points are snapped to pixel corners, so the
+  model uses 33 bins (one per corner) instead of 1001; the sequence format is the same.
+- **Soft bin targets.** The loss is cross-entropy with Gaussian-smoothed targets on
+  coordinate bins (`bin_sigma=1` bin, one pixel): the bins are ordered, and telling the
+  model that a near miss beats a far one speeds up learning.
+- **Initialisation and learning rate.** The tokenizer's queries and kernels start at std
+  `hidden_dim ** -0.5` (VistaLLM's `tokenizer_init_std` default), not the usual 0.02:
+  at width 64, 0.02 leaves every query attending uniformly to all patches, so no position
+  reaches the decoder. In a diagnostic run (one object per image, box task, 315 steps
+  at lr 3e-3) the box IoU was 0.12 with the usual init and 0.34 with the wider one. The peak learning rate is 1e-3: at 3e-3 the loss
+  sat on a plateau (the model predicted a typical box wherever the referred object was) for
+  over 3,000 steps. At 1e-3 it left the plateau after about 600.
 """
 
-NUM_TRAIN = 24 if QUICK else 1000
+NUM_TRAIN = 24 if QUICK else 2000
 NUM_TEST = 8 if QUICK else 150
 EPOCHS = 1 if QUICK else 12
-vocab = scene_vocabulary()
+vocab = scene_vocabulary(num_bins=33)
 train_scenes = make_scenes(NUM_TRAIN, image_size=32, seed=1)
 test_scenes = make_scenes(NUM_TEST, image_size=32, seed=2)
 x_train, y_train, _ = scene_examples(train_scenes, vocab, num_points=8, snap_to_pixels=True)
@@ -170,11 +183,11 @@ model = VistaLLM(
 BATCH = 32
 steps = EPOCHS * int(np.ceil(len(y_train) / BATCH))
 schedule = keras.optimizers.schedules.CosineDecay(
-    0.0, steps, warmup_target=3e-3, warmup_steps=max(1, min(100, steps // 10))
+    0.0, steps, warmup_target=1e-3, warmup_steps=max(1, min(100, steps // 10))
 )
 model.compile(
     keras.optimizers.AdamW(schedule, weight_decay=0.05),
-    sequence_loss(vocab, bin_sigma=20.0),
+    sequence_loss(vocab, bin_sigma=1.0),
 )
 start = time.time()
 history = model.fit(x_train, y_train, batch_size=BATCH, epochs=EPOCHS, verbose=2)
@@ -189,11 +202,14 @@ for i in range(4):
 
 """
 The baseline answers every referring-mask instruction with the scene's largest object.
-The model is useful only where it beats it. In a 12-epoch CPU run (about 2,300 steps of
-32 examples, JAX) this small model learned the answer formats (captions, four box bins,
-`<m_st> ... <m_ed>`) but not yet where the objects are: its box and mask IoUs stayed
-below the baseline. Localising from scratch needs a larger budget (more steps, patch 4,
-a wider tokenizer); treat these settings as a starting point, not a result.
+The model is useful only where it beats it. In the full run (JAX, seed 0, 2,000 training
+scenes, 12 epochs = 4,512 steps of 32, 550 s on one core of a 2-core CPU) the model
+learned to pick the referred object and outline it. On the 150 test scenes (914 answers):
+referring-mask mIoU 0.495 (cIoU 0.529) against 0.393 (0.295) for the largest-object
+baseline, and box mean IoU 0.710 with 85% of boxes at IoU >= 0.5. An earlier version
+(1,000 scenes, 1001 bins, peak lr 3e-3, tokenizer init 0.02) stayed at mIoU 0.058 and
+box IoU 0.12: it had learned the answer formats but not where the objects are. The training loss is still
+falling at the end, so a longer run should do better.
 """
 
 print(f"box: mean IoU {scores['box_miou']:.3f}, accuracy@0.5 {scores['box_acc50']:.3f}")

@@ -333,6 +333,10 @@ def test_model_trains_and_decodes(scene_data):
     assert set(scores) >= {"mask_miou", "baseline_miou", "box_miou"}
     config = model.get_config()
     assert VistaLLM.from_config(config).get_config() == config
+    # the tokenizer's init scales with the width unless given
+    assert model.image_tokenizer.init_std == 32 ** -0.5
+    config["tokenizer_init_std"] = 0.02
+    assert VistaLLM.from_config(config).image_tokenizer.init_std == 0.02
 
 
 def test_soft_bin_loss_matches_cross_entropy_in_the_sharp_limit():

@@ -37,6 +37,12 @@ class VistaLLM(keras.Model):
         num_heads: attention heads everywhere.
         num_queries: tokens per image from the tokenizer (``M``).
         tokenizer_depth: blocks of the tokenizer.
+        tokenizer_init_std: std of the tokenizer's normal init (queries and kernels).
+            ``None`` (default) uses ``hidden_dim ** -0.5``. At small widths the usual 0.02
+            makes every query attend uniformly to all image tokens at the start (the
+            attention logits are near 0), so no position information reaches the decoder
+            and the model does not learn to localise; ``hidden_dim ** -0.5`` gives logits
+            of order one. At width 768 it is 0.036, close to the usual value.
         num_images: images per example; ``1`` takes ``(B, H, W, C)``, more take
             ``(B, I, H, W, C)`` (each image tokenised on its own).
         instruction_length, target_length: token budget of instruction and answer.
@@ -65,6 +71,7 @@ class VistaLLM(keras.Model):
         num_heads=4,
         num_queries=8,
         tokenizer_depth=1,
+        tokenizer_init_std=None,
         num_images=1,
         instruction_length=3,
         target_length=19,
@@ -82,6 +89,8 @@ class VistaLLM(keras.Model):
         self.num_heads = int(num_heads)
         self.num_queries = int(num_queries)
         self.tokenizer_depth = int(tokenizer_depth)
+        self.tokenizer_init_std = None if tokenizer_init_std is None else float(
+            tokenizer_init_std)
         self.num_images = int(num_images)
         self.instruction_length = int(instruction_length)
         self.target_length = int(target_length)
@@ -102,6 +111,8 @@ class VistaLLM(keras.Model):
         self.image_tokenizer = InstructionGuidedTokenizer(
             num_queries=self.num_queries, num_heads=self.num_heads,
             depth=self.tokenizer_depth, mlp_ratio=self.mlp_ratio,
+            init_std=(self.hidden_dim ** -0.5 if self.tokenizer_init_std is None
+                      else self.tokenizer_init_std),
             output_dim=self.hidden_dim, name="image_tokenizer", **common,
         )
         self.blocks = [
@@ -211,6 +222,7 @@ class VistaLLM(keras.Model):
                 "num_heads": self.num_heads,
                 "num_queries": self.num_queries,
                 "tokenizer_depth": self.tokenizer_depth,
+                "tokenizer_init_std": self.tokenizer_init_std,
                 "num_images": self.num_images,
                 "instruction_length": self.instruction_length,
                 "target_length": self.target_length,
