@@ -66,13 +66,12 @@ def _official_args(name, args):
         command += ["--stubs", args.stubs]
     for key, value in keep.items():
         command += [key, value]
-    if args.smoke:
-        command += ["--batch", "4", "--image-size", "96", "--patch-size", "16", "--size",
-                    "tiny", "--predictor-dim", "96", "--predictor-depth", "2", "--steps", "2",
-                    "--warmup", "1"]
+    if args.smoke:  # the same tiny setup as the Keras runs, less the flags it lacks
+        pairs = zip(SMOKE[::2], SMOKE[1::2])
+        command += [x for key, value in pairs if key not in ("--frames", "--precision")
+                    for x in (key, value)]
     else:
-        command += ["--predictor-dim", "384", "--predictor-depth", "12", "--device", "cuda",
-                    "--bf16"]
+        command += COMMON + ["--device", "cuda", "--bf16"]
     return command
 
 

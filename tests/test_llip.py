@@ -420,8 +420,6 @@ def test_training_program_cli_defaults_match_the_function():
 
     args = add_arguments(argparse.ArgumentParser()).parse_args([])
     defaults = inspect.signature(train_and_evaluate).parameters
-    for name, arg in (("steps", "steps"), ("batch_size", "batch_size"),
-                      ("learning_rate", "learning_rate"), ("num_train", "num_train"),
-                      ("num_eval", "num_eval"), ("image_size", "image_size"),
-                      ("seed", "seed")):
-        assert getattr(args, arg) == defaults[name].default, name
+    for name in ("steps", "batch_size", "learning_rate", "num_train", "num_eval",
+                 "image_size", "seed"):
+        assert getattr(args, name) == defaults[name].default, name
