@@ -152,10 +152,12 @@ def test_physics_demo_writes_tables_surprises_and_weights(tmp_path):
     condition), raw surprises and trained weights; the weights reload into the model."""
     from keras_jepa.physics_demo import build_demo_model, run_demo
 
-    config = dict(image_size=16, patch_size=8, video_frames=10, frame_step=1,
-                  frames_per_clip=4, hidden_dim=16, depth=1, num_heads=2, predictor_dim=16,
+    # One 6-frame window per video (12 frames taken every 2nd), as in the default demo,
+    # so the surprise plot is drawn over the context lengths.
+    config = dict(image_size=16, patch_size=8, video_frames=12, frame_step=2,
+                  frames_per_clip=6, hidden_dim=16, depth=1, num_heads=2, predictor_dim=16,
                   predictor_depth=1, predictor_heads=2, num_train_videos=4, batch_size=2,
-                  context_lengths=(2,))
+                  context_lengths=(2, 4))
     out = run_demo(steps=10, output_dir=str(tmp_path),
                    properties=("object_permanence", "solidity"), scenes_per_property=1,
                    verbose=0, **config)
@@ -165,7 +167,7 @@ def test_physics_demo_writes_tables_surprises_and_weights(tmp_path):
     assert sum(row["num_pairs"] for row in conditions.values()) == 4
     assert all(k.startswith(("object_permanence (", "solidity (")) for k in conditions)
     saved = np.load(tmp_path / "surprise.npz")
-    assert saved["trained_possible"].shape == saved["trained_impossible"].shape == (4, 1, 4)
+    assert saved["trained_possible"].shape == saved["trained_impossible"].shape == (4, 2, 1)
     assert saved["property"].tolist()[:2] == ["object_permanence"] * 2
     model = build_demo_model(config, steps=10)
     model.load_weights(str(tmp_path / "vjepa.weights.h5"))

@@ -490,9 +490,13 @@ def format_table(tables, title=None):
 
 
 def plot_surprise_pair(possible, impossible, path, window_starts=None, splice=None,
-                       title="Surprise over time"):
+                       title="Surprise over time", xlabel=None):
     """Saves a PNG of two per-window surprise curves (one context length): the possible
     video and its impossible match, with the splice frame marked. Returns ``path``.
+
+    ``window_starts`` places the points on a frame axis (default: window index);
+    ``xlabel`` names that axis when the points are not window starts (e.g. the frame where
+    the context ends, for one window seen at several context lengths).
 
     Example:
 
@@ -514,7 +518,9 @@ def plot_surprise_pair(possible, impossible, path, window_starts=None, splice=No
     ax.plot(x, impossible, "s-", color="tab:red", label="impossible")
     if splice is not None:
         ax.axvline(splice, color="gray", linestyle="--", label="splice")
-    ax.set_xlabel("window start (frame)" if window_starts is not None else "window")
+    if xlabel is None:
+        xlabel = "window start (frame)" if window_starts is not None else "window"
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("surprise (L1)")
     ax.set_title(title)
     ax.legend()
