@@ -42,7 +42,7 @@ DEMO_CONFIG = dict(
     tubelet_size=2, hidden_dim=64, depth=2, num_heads=4, predictor_dim=64, predictor_depth=2,
     predictor_heads=4, num_train_videos=1200, batch_size=16, steps=3000,
     lr=3e-3, start_lr=2e-4, final_lr=1e-5, warmup=0.1, weight_decay=0.05,
-    ema_momentum=(0.998, 1.0), context_lengths=(2, 4, 6), scenes_per_property=16,
+    ema_momentum=(0.998, 1.0), context_lengths=(2, 4, 6), scenes_per_property=32,
     # One causal mask config: a one-token tube over the clip plus every token after the
     # first half of the clip are targets (MultiBlockMask3D's max_temporal_keep).
     masks=(
