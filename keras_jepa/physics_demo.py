@@ -14,9 +14,9 @@
 3. Evaluation (``keras_jepa.evaluation.video_surprise``): sliding windows with stride 2
    (one window per 24-frame video at the default frame step), context lengths 2/4/6
    frames, surprise = L1 between predicted and target-encoder features of the rest of
-   the window; pairwise accuracy per property (best context row,
-   as the paper reports), for the trained model, the same network at its initial weights,
-   and a pixel-space baseline (error of predicting each frame by the previous one).
+   the window; pairwise accuracy per property (best context row, as the paper reports),
+   for the trained model, the same network at its initial weights, and a pixel-space
+   baseline (error of predicting each frame by the previous one).
 
 A PNG of the surprise of one object-permanence pair (over the windows, or over the context
 lengths when a video holds one window) and the loss curve are saved in ``output_dir``.
@@ -252,11 +252,11 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
     trained = surprise_of(model)
     pixel = (copy_frame_surprise(evalset["possible"]),
              copy_frame_surprise(evalset["impossible"]))
-    tables = {
-        "trained": property_table(*trained, evalset["property"], c["context_lengths"]),
-        "untrained": property_table(*untrained, evalset["property"], c["context_lengths"]),
-        "pixel_copy": property_table(*pixel, evalset["property"]),
-    }
+    # Each network's surprises and its context rows (the pixel baseline has one row).
+    runs = (("trained", trained, c["context_lengths"]),
+            ("untrained", untrained, c["context_lengths"]), ("pixel_copy", pixel, None))
+    tables = {name: property_table(*pair, evalset["property"], lengths)
+              for name, pair, lengths in runs}
     # The same, split by condition (occluded or visible, static or moving): which
     # situations the network has learned, beyond the per-property average.
     conditions = np.asarray([
@@ -267,9 +267,7 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
     condition_tables = {
         name: {k: v for k, v in property_table(*pair, conditions, lengths).items()
                if k != "all"}
-        for name, pair, lengths in (("trained", trained, c["context_lengths"]),
-                                    ("untrained", untrained, c["context_lengths"]),
-                                    ("pixel_copy", pixel, None))
+        for name, pair, lengths in runs
     }
     # Surprise-over-time plot of the first pair of the first property: over the sliding
     # windows (first context length), or, when the video holds a single window, over the
