@@ -23,7 +23,6 @@ lengths when a video holds one window) and the loss curve are saved in ``output_
 """
 
 import os
-import tempfile
 import time
 
 import numpy as np
@@ -33,6 +32,8 @@ from keras_jepa.data.physics_videos import (
     make_training_videos,
     make_voe_dataset,
 )
+
+DEFAULT_OUTPUT = "keras_jepa_demo"  # relative to the current directory
 
 DEMO_CONFIG = dict(
     # frame_step 3: an 8-frame window spans 22 of the 24 frames, long enough to hold an
@@ -165,7 +166,7 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
         output_dir: PNGs, ``results.json``, ``surprise.npz`` (the raw surprises of both
             networks with the pairs' metadata) and the trained weights
             (``vjepa.weights.h5``, for ``build_demo_model(config).load_weights``);
-            default: a new temporary folder.
+            default: ``keras_jepa_demo`` in the current directory.
         properties: properties to evaluate (all by default; training uses all).
         scenes_per_property: minimal sets per property (2 pairs each).
         verbose: 0 silent, 1 progress bars and the table.
@@ -197,7 +198,7 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
     c = dict(DEMO_CONFIG, **overrides)
     steps = int(steps or c["steps"])
     spp = int(scenes_per_property or c["scenes_per_property"])
-    output_dir = output_dir or tempfile.mkdtemp(prefix="keras_jepa_physics_")
+    output_dir = os.path.abspath(output_dir or DEFAULT_OUTPUT)
     os.makedirs(output_dir, exist_ok=True)
 
     def say(msg=""):
@@ -239,7 +240,8 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
     lr = WarmupCosineSchedule(c["start_lr"], c["lr"], c["final_lr"],
                               warmup_steps=int(c["warmup"] * steps), total_steps=steps)
     model.compile(optimizer=JEPAAdamW(learning_rate=lr, weight_decay=c["weight_decay"]))
-    epochs = 10
+    # A progress line per tenth of the run: the largest divisor of steps up to 10.
+    epochs = max(e for e in range(1, 11) if steps % e == 0)
     say(f"  pretraining: {steps} steps of {c['batch_size']} clips ({epochs} epochs of "
         f"{steps // epochs} steps)")
     t0 = time.time()
@@ -313,6 +315,7 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
         f"train {train_seconds:.0f} s, total {seconds:.0f} s wall, {cpu:.0f} s CPU time of "
         f"this process (on a shared machine the wall time depends on its load)")
     say(f"  plots: {plot_path}, {loss_path}")
+    say(f"  results, raw surprises and trained weights: {output_dir}")
     result = {
         "backend": keras.backend.backend(), "tables": tables,
         "condition_tables": condition_tables, "seconds": seconds,
