@@ -7,6 +7,8 @@ loop over batch elements.
 import numpy as np
 from keras import ops
 
+from keras_jepa.backend.concrete import concrete_value
+
 
 def gather_tokens(tokens, indices):
     """Selects ``tokens[b, indices[b, k]]``: ``(B, N, D)`` and ``(B, K)`` -> ``(B, K, D)``.
@@ -51,15 +53,30 @@ def repeat_interleave_batch(x, batch_size, repeat):
     return ops.reshape(x, (chunks * repeat * batch_size,) + tuple(shape[1:]))
 
 
-def check_indices(indices, num_tokens, name="token_indices"):
-    """Validates concrete (numpy / list) indices; symbolic tensors pass through unchecked.
+def check_indices(indices, num_tokens, name="token_indices", batch_size=None):
+    """Validates token indices whenever their value is known, whatever their type.
+
+    numpy arrays, lists and eager backend tensors are checked; inside a traced or compiled
+    function (``fit``'s step on JAX and TensorFlow) the indices are symbolic and pass
+    unchecked: the backends then do not raise either (JAX clamps or returns NaN, torch and
+    TensorFlow wrap or fail), so index producers must stay in range there. The samplers of
+    ``keras_jepa.masks`` only emit indices in ``[0, num_tokens)``.
 
     Raises a ``ValueError`` naming the offending value when an index is outside
-    ``[0, num_tokens)`` or the array is not integer or not rank 1/2.
+    ``[0, num_tokens)`` (negative indices are refused too: they would wrap), the array is
+    not integer or not rank 1/2, or its batch size is neither 1 nor ``batch_size``.
+
+    Example:
+
+    >>> check_indices(np.array([[0, 3]]), num_tokens=4)
+    >>> check_indices(np.array([[0, 4]]), num_tokens=4)
+    Traceback (most recent call last):
+    ...
+    ValueError: token_indices holds index 4, outside [0, 4) for an input with 4 tokens.
     """
-    if not isinstance(indices, (np.ndarray, list, tuple)):
+    arr = concrete_value(indices)
+    if arr is None:
         return
-    arr = np.asarray(indices)
     if arr.ndim not in (1, 2):
         raise ValueError(
             f"{name} must have shape (K,) or (batch, K); got shape {arr.shape}."
@@ -71,4 +88,10 @@ def check_indices(indices, num_tokens, name="token_indices"):
         raise ValueError(
             f"{name} holds index {int(bad)}, outside [0, {num_tokens}) for an input "
             f"with {num_tokens} tokens."
+        )
+    if arr.ndim == 2 and batch_size is not None and arr.shape[0] not in (1, batch_size):
+        raise ValueError(
+            f"{name} has batch size {arr.shape[0]} (shape {arr.shape}) but the input "
+            f"batch has {batch_size} elements; give one row of indices per element (or "
+            f"one row, or a 1-D array, for all)."
         )

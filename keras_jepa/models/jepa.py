@@ -26,6 +26,7 @@ import keras
 from keras import ops
 
 from keras_jepa.backend.loss_scaling import scale_loss_for_replicas
+from keras_jepa.layers.token_ops import check_indices
 from keras_jepa.models.backbone import PresetMixin
 from keras_jepa.models.vision_transformer import VisionTransformer
 
@@ -164,6 +165,34 @@ class JEPA(PresetMixin, keras.Model):
         return ops.stop_gradient(layer_norm_no_affine(h))
 
     # ------------------------------------------------------------------ training
+
+    def check_batch(self, batch):
+        """Checks the index arrays of a dict batch (``"context_indices"``,
+        ``"target_indices"``: lists of ``(B, K)``) against the encoder's token count for
+        the batch's ``"images"`` / ``"videos"``, when their values are known (numpy or eager
+        tensors). Raises ``ValueError`` naming the key and the offending index.
+
+        ``fit`` runs it on in-memory data before the first step: inside the compiled step
+        an out-of-range index cannot raise (JAX returns NaN features). Datasets and
+        generators are not read ahead; ``keras_jepa.masks`` samplers stay in range.
+        """
+        if not isinstance(batch, dict):
+            return
+        data = batch.get("images", batch.get("videos"))
+        if data is None or not hasattr(data, "shape"):
+            return
+        shape = tuple(data.shape)
+        num_tokens = self.encoder.num_tokens(shape)
+        for key in ("context_indices", "target_indices"):
+            masks = batch.get(key)
+            if masks is None:
+                continue
+            for i, mask in enumerate(masks if isinstance(masks, (list, tuple)) else [masks]):
+                check_indices(mask, num_tokens, f"{key}[{i}]", batch_size=shape[0])
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self.check_batch(x)
+        return super().fit(x, y, *args, **kwargs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if training:

@@ -36,6 +36,7 @@ from keras import ops
 from keras_jepa.layers.initializers import normal_init
 from keras_jepa.layers.position_embedding import SinCosPositionEmbedding
 from keras_jepa.layers.rotary_embedding import rope_tables
+from keras_jepa.layers.token_ops import check_indices
 from keras_jepa.layers.transformer_block import TransformerBlock
 
 
@@ -224,6 +225,10 @@ class JEPAPredictor(keras.layers.Layer):
                 f"mask_index={mask_index} but the predictor has "
                 f"{self.num_mask_tokens} mask token(s)."
             )
+        num_tokens = math.prod(self.grid_size)
+        batch_size = context_tokens.shape[0]
+        check_indices(context_indices, num_tokens, "context_indices", batch_size)
+        check_indices(target_indices, num_tokens, "target_indices", batch_size)
         context_indices = ops.cast(context_indices, "int32")
         target_indices = ops.cast(target_indices, "int32")
         num_targets = target_indices.shape[1]

@@ -295,13 +295,14 @@ class VisionTransformer(Backbone):
         self.built = True
 
     def __call__(self, inputs, *args, **kwargs):
-        # Concrete indices are checked here, before Keras turns them into tensors; inside
-        # a compiled step they are symbolic and cannot be checked without a host sync.
+        # Indices whose value is known (numpy, lists, eager tensors) are checked here;
+        # inside a compiled step they are symbolic and pass (see ``check_indices``).
         token_indices = kwargs.get("token_indices", args[0] if args else None)
         if token_indices is not None and hasattr(inputs, "shape"):
             masks = token_indices if isinstance(token_indices, (list, tuple)) else [token_indices]
+            shape = tuple(inputs.shape)
             for mask in masks:
-                check_indices(mask, self.num_tokens(tuple(inputs.shape)))
+                check_indices(mask, self.num_tokens(shape), batch_size=shape[0])
         return super().__call__(inputs, *args, **kwargs)
 
     def call(self, inputs, token_indices=None, training=False):
