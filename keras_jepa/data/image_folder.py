@@ -10,9 +10,9 @@ thread workers run in parallel without pickling whole batches between processes 
 
 import os
 
-from PIL import Image
 
 from keras_jepa.data.file_dataset import FileDataset, SkipSample, scan_folder
+from keras_jepa.data.image_io import open_rgb
 from keras_jepa.data.transforms import image_transform
 
 IMAGE_EXTENSIONS = (
@@ -125,7 +125,6 @@ class ImageFolderDataset(FileDataset):
     def read(self, path, rng):
         """Decodes ``path`` to an RGB PIL image (skipped if PIL cannot read all of it)."""
         try:
-            with Image.open(path) as image:
-                return image.convert("RGB")
+            return open_rgb(path)
         except Exception as error:  # any decoder failure: missing, truncated, not an image
             raise SkipSample("unreadable", f"{type(error).__name__}: {error}") from None

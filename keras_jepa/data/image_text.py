@@ -20,10 +20,10 @@ import tarfile
 
 import keras
 import numpy as np
-from PIL import Image
 
 from keras_jepa.data.file_dataset import FileDataset, SkipSample
 from keras_jepa.data.image_folder import IMAGE_EXTENSIONS
+from keras_jepa.data.image_io import open_rgb
 from keras_jepa.data.transforms import image_transform
 
 SCENE_SHAPES = ("square", "circle", "triangle", "cross", "ring", "diamond")
@@ -430,14 +430,12 @@ class ImageTextDataset(FileDataset):
         source = self.sources[item]
         try:
             if isinstance(source, str):
-                with Image.open(source) as image:
-                    return image.convert("RGB")
+                return open_rgb(source)
             shard, offset, size = source
             with open(shard, "rb") as f:
                 f.seek(offset)
                 data = f.read(size)
-            with Image.open(io.BytesIO(data)) as image:
-                return image.convert("RGB")
+            return open_rgb(io.BytesIO(data))
         except Exception as error:  # any decoder failure: missing, truncated, not an image
             raise SkipSample("unreadable", f"{type(error).__name__}: {error}") from None
 

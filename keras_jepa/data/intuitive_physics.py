@@ -212,9 +212,9 @@ def iter_intphys(root, frame_step=1, max_frames=None, image_size=None):
 
 
 def _read_pngs(files):
-    from PIL import Image
+    from keras_jepa.data.image_io import open_rgb
 
-    return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    return np.stack([np.asarray(open_rgb(f)) for f in files])
 
 
 # --------------------------------------------------------------------------- GRASP

@@ -335,6 +335,8 @@ def load_images(paths, image_size=224, crop="resize_then_crop", normalize=True):
     """
     from PIL import Image
 
+    from keras_jepa.data.image_io import open_rgb
+
     if crop not in ("resize_then_crop", "crop_then_resize", "resize"):
         raise ValueError(
             "crop must be 'resize_then_crop', 'crop_then_resize' or 'resize'; got "
@@ -342,22 +344,21 @@ def load_images(paths, image_size=224, crop="resize_then_crop", normalize=True):
         )
     out = np.zeros((len(paths), image_size, image_size, 3), "float32")
     for i, path in enumerate(paths):
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            if crop == "resize_then_crop":
-                side = int(image_size * 256 / 224)
-                image = image.resize((side, side), Image.BILINEAR)
-                offset = (side - image_size) // 2
-                image = image.crop((offset, offset, offset + image_size, offset + image_size))
-            elif crop == "crop_then_resize":
-                w, h = image.size
-                side = min(w, h)
-                left, top = (w - side) // 2, (h - side) // 2
-                image = image.crop((left, top, left + side, top + side))
-                image = image.resize((image_size, image_size), Image.BILINEAR)
-            else:
-                image = image.resize((image_size, image_size), Image.BILINEAR)
-            out[i] = np.asarray(image, "float32") / 255.0
+        image = open_rgb(path)
+        if crop == "resize_then_crop":
+            side = int(image_size * 256 / 224)
+            image = image.resize((side, side), Image.BILINEAR)
+            offset = (side - image_size) // 2
+            image = image.crop((offset, offset, offset + image_size, offset + image_size))
+        elif crop == "crop_then_resize":
+            w, h = image.size
+            side = min(w, h)
+            left, top = (w - side) // 2, (h - side) // 2
+            image = image.crop((left, top, left + side, top + side))
+            image = image.resize((image_size, image_size), Image.BILINEAR)
+        else:
+            image = image.resize((image_size, image_size), Image.BILINEAR)
+        out[i] = np.asarray(image, "float32") / 255.0
     if normalize:
         out = (out - np.asarray(_IMAGENET_MEAN, "float32")) / np.asarray(_IMAGENET_STD, "float32")
     return out
