@@ -216,8 +216,10 @@ def _softmax(x):
     return e / e.sum(-1, keepdims=True)
 
 
-def test_cross_attention_matches_numpy():
-    layer = CrossAttention(num_heads=2)
+@pytest.mark.parametrize("output_projection", [True, False])
+def test_cross_attention_matches_numpy(output_projection):
+    # VistaLLM's tokenizer projects the heads' output; the attentive probes do not.
+    layer = CrossAttention(num_heads=2, output_projection=output_projection)
     rng = np.random.default_rng(0)
     q_in = rng.normal(size=(2, 3, 8)).astype("float32")
     ctx = rng.normal(size=(2, 5, 6)).astype("float32")
@@ -229,7 +231,10 @@ def test_cross_attention_matches_numpy():
     k, v = kv[:, :, 0], kv[:, :, 1]
     att = _softmax(np.einsum("bmhd,bnhd->bhmn", q, k) / 2.0)
     ref = np.einsum("bhmn,bnhd->bmhd", att, v).reshape(2, 3, 8)
-    ref = ref @ w["proj/kernel"] + w["proj/bias"]
+    if output_projection:
+        ref = ref @ w["proj/kernel"] + w["proj/bias"]
+    else:
+        assert not any(name.startswith("proj/") for name in w)
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 

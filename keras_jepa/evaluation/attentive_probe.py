@@ -35,6 +35,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_jepa.layers.cross_attention import CrossAttention
 from keras_jepa.layers.initializers import normal_init
 from keras_jepa.layers.mlp import MLP
 from keras_jepa.layers.transformer_block import TransformerBlock
@@ -47,70 +48,6 @@ DEFAULT_DEPTH = {"vjepa": 1, "vjepa2": 4}
 
 # Keys of the released V-JEPA 1 probes that the forward pass does not use.
 VJEPA1_UNUSED_KEYS = (r"pooler\.cross_attention_block\.xattn\.proj\..*",)
-
-
-@keras.saving.register_keras_serializable(package="keras_jepa")
-class CrossAttention(keras.layers.Layer):
-    """Multi-head attention of queries ``q (B, n, D)`` over tokens ``x (B, N, D)``.
-
-    ``q`` is projected by ``q`` (``Dense(D)``), ``x`` by ``kv`` (``Dense(2D)``, k | v
-    stacked along the output axis); the heads' outputs are concatenated and returned
-    without an output projection, as the official probes do (V-JEPA 1 builds a ``proj`` but
-    never applies it; V-JEPA 2 has none).
-
-    Args:
-        num_heads: attention heads; the width must be divisible by it.
-        qkv_bias: bias on ``q`` and ``kv``.
-        init_std: std of the normal kernel init.
-        flash_attention: passed to ``keras.ops.dot_product_attention``.
-
-    Example:
-
-    >>> import numpy as np
-    >>> layer = CrossAttention(num_heads=2)
-    >>> tuple(layer(np.zeros((3, 1, 8), "float32"), np.zeros((3, 5, 8), "float32")).shape)
-    (3, 1, 8)
-    """
-
-    def __init__(self, num_heads, qkv_bias=True, init_std=0.02, flash_attention=None,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.num_heads = int(num_heads)
-        self.qkv_bias = bool(qkv_bias)
-        self.init_std = float(init_std)
-        self.flash_attention = flash_attention
-
-    def build(self, q_shape, x_shape=None):
-        dim = int(q_shape[-1])
-        if dim % self.num_heads:
-            raise ValueError(f"Width {dim} is not divisible by num_heads={self.num_heads}.")
-        self.head_dim = dim // self.num_heads
-        common = dict(use_bias=self.qkv_bias, kernel_initializer=normal_init(self.init_std),
-                      dtype=self.dtype_policy)
-        self.q = keras.layers.Dense(dim, name="q", **common)
-        self.q.build(q_shape)
-        self.kv = keras.layers.Dense(2 * dim, name="kv", **common)
-        self.kv.build(q_shape if x_shape is None else x_shape)
-        self.built = True
-
-    def call(self, q, x):
-        num_queries, num_tokens = ops.shape(q)[1], ops.shape(x)[1]
-        heads, head_dim = self.num_heads, self.head_dim
-        query = ops.reshape(self.q(q), (-1, num_queries, heads, head_dim))
-        kv = ops.reshape(self.kv(x), (-1, num_tokens, 2, heads, head_dim))
-        out = ops.dot_product_attention(
-            query, kv[:, :, 0], kv[:, :, 1], flash_attention=self.flash_attention
-        )
-        return ops.reshape(out, (-1, num_queries, heads * head_dim))
-
-    def compute_output_shape(self, q_shape, x_shape=None):
-        return tuple(q_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"num_heads": self.num_heads, "qkv_bias": self.qkv_bias,
-                       "init_std": self.init_std, "flash_attention": self.flash_attention})
-        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_jepa")

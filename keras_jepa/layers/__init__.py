@@ -1,6 +1,7 @@
 """Reusable Keras layers of keras_jepa (``keras.ops`` only, every backend)."""
 
 from keras_jepa.layers.attention import MultiHeadSelfAttention
+from keras_jepa.layers.cross_attention import CrossAttention
 from keras_jepa.layers.drop_path import DropPath
 from keras_jepa.layers.mlp import MLP, SwiGLU
 from keras_jepa.layers.patch_embedding import PatchEmbedding

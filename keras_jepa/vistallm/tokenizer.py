@@ -4,62 +4,9 @@ import keras
 from keras import ops
 
 from keras_jepa.layers.attention import MultiHeadSelfAttention
+from keras_jepa.layers.cross_attention import CrossAttention
 from keras_jepa.layers.initializers import normal_init
 from keras_jepa.layers.mlp import MLP
-
-
-@keras.saving.register_keras_serializable(package="keras_jepa")
-class CrossAttention(keras.layers.Layer):
-    """Multi-head attention of queries ``(B, M, D)`` to a context ``(B, N, Dc)``.
-
-    ``q`` Dense on the queries, one fused ``kv`` Dense on the context, scaled dot-product
-    attention through ``keras.ops.dot_product_attention`` and an output ``proj``.
-
-    Example:
-
-    >>> import numpy as np
-    >>> layer = CrossAttention(num_heads=2)
-    >>> tuple(layer(np.zeros((1, 3, 8), "float32"), np.zeros((1, 5, 6), "float32")).shape)
-    (1, 3, 8)
-    """
-
-    def __init__(self, num_heads, qkv_bias=True, init_std=0.02, **kwargs):
-        super().__init__(**kwargs)
-        self.num_heads = int(num_heads)
-        self.qkv_bias = bool(qkv_bias)
-        self.init_std = float(init_std)
-
-    def build(self, query_shape, context_shape):
-        dim = int(query_shape[-1])
-        if dim % self.num_heads:
-            raise ValueError(f"Width {dim} is not divisible by num_heads={self.num_heads}.")
-        self.head_dim = dim // self.num_heads
-        common = dict(kernel_initializer=normal_init(self.init_std), dtype=self.dtype_policy)
-        self.q = keras.layers.Dense(dim, use_bias=self.qkv_bias, name="q", **common)
-        self.q.build(query_shape)
-        self.kv = keras.layers.Dense(2 * dim, use_bias=self.qkv_bias, name="kv", **common)
-        self.kv.build(context_shape)
-        self.proj = keras.layers.Dense(dim, name="proj", **common)
-        self.proj.build(query_shape)
-        self.built = True
-
-    def call(self, query, context, attention_mask=None):
-        m, n = ops.shape(query)[1], ops.shape(context)[1]
-        h, d = self.num_heads, self.head_dim
-        q = ops.reshape(self.q(query), (-1, m, h, d))
-        kv = ops.reshape(self.kv(context), (-1, n, 2, h, d))
-        out = ops.dot_product_attention(q, kv[:, :, 0], kv[:, :, 1], mask=attention_mask)
-        return self.proj(ops.reshape(out, (-1, m, h * d)))
-
-    def compute_output_shape(self, query_shape, context_shape):
-        return query_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {"num_heads": self.num_heads, "qkv_bias": self.qkv_bias, "init_std": self.init_std}
-        )
-        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_jepa")
@@ -174,7 +121,8 @@ class InstructionGuidedTokenizer(keras.layers.Layer):
                 norm_cross=self._norm(f"blocks_{i}_norm_cross", token_shape),
                 norm_context=self._norm(f"blocks_{i}_norm_context", token_shape),
                 cross=CrossAttention(
-                    self.num_heads, init_std=self.init_std, name=f"blocks_{i}_cross", **common
+                    self.num_heads, init_std=self.init_std, output_projection=True,
+                    name=f"blocks_{i}_cross", **common
                 ),
                 norm2=self._norm(f"blocks_{i}_norm2", token_shape),
                 mlp=MLP(int(dim * self.mlp_ratio), init_std=self.init_std,
