@@ -268,6 +268,61 @@ def test_adamw_weight_decay_groups_and_schedule():
     assert isinstance(restored.weight_decay_schedule, CosineSchedule)
 
 
+def _adamw_run(optimizer_step, grads):
+    """Applies ``grads`` (a list of per-step (kernel, bias) gradients) with
+    ``optimizer_step`` starting from fixed weights; returns the final weights."""
+    kernel0 = np.linspace(-0.02, 0.02, 12, dtype="float32").reshape(3, 4)
+    bias0 = np.linspace(0.01, 0.04, 4, dtype="float32")
+    return optimizer_step(kernel0, bias0, grads)
+
+
+def _torch_adamw(kernel0, bias0, grads, lr, wd):
+    torch = pytest.importorskip("torch")
+    kernel = torch.nn.Parameter(torch.tensor(kernel0))
+    bias = torch.nn.Parameter(torch.tensor(bias0))
+    # The official parameter groups: biases and 1-D weights are not decayed.
+    opt = torch.optim.AdamW([{"params": [kernel]}, {"params": [bias], "weight_decay": 0.0}],
+                            lr=lr, weight_decay=wd, eps=1e-8)
+    for gk, gb in grads:
+        kernel.grad, bias.grad = torch.tensor(gk), torch.tensor(gb)
+        opt.step()
+    return kernel.detach().numpy(), bias.detach().numpy()
+
+
+def _keras_adamw(kernel0, bias0, grads, lr, wd, **kwargs):
+    kernel = keras.Variable(kernel0, name="kernel")
+    bias = keras.Variable(bias0, name="bias")
+    opt = JEPAAdamW(learning_rate=lr, weight_decay=wd, **kwargs)
+    opt.build([kernel, bias])
+    for gk, gb in grads:
+        opt.apply([gk, gb], [kernel, bias])
+    return to_numpy(kernel), to_numpy(bias)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0], ids=["small_grads", "ordinary_grads"])
+def test_adamw_steps_like_torch_adamw(scale):
+    rng = np.random.default_rng(0)
+    grads = [(rng.normal(0, scale, (3, 4)).astype("float32"),
+              rng.normal(0, scale, (4,)).astype("float32")) for _ in range(20)]
+    lr, wd = 1e-3, 0.05
+    start = _adamw_run(lambda k, b, g: (k, b), grads)
+    expected = _adamw_run(lambda k, b, g: _torch_adamw(k, b, g, lr, wd), grads)
+    ours = _adamw_run(lambda k, b, g: _keras_adamw(k, b, g, lr, wd), grads)
+    for s, e, o in zip(start, expected, ours):
+        # Relative to the distance the weights moved, 1e-4.
+        np.testing.assert_allclose(o - s, e - s, rtol=1e-4, atol=1e-4 * np.abs(e - s).max())
+    if scale < 1e-3:
+        # Keras's own epsilon form moves small-gradient weights very differently: the
+        # comparison above would catch it.
+        keras_form = _adamw_run(
+            lambda k, b, g: _keras_adamw(k, b, g, lr, wd, epsilon=1e-7, epsilon_form="keras"),
+            grads)
+        moved, off = np.abs(expected[0] - start[0]), np.abs(keras_form[0] - expected[0])
+        assert off.max() > 0.1 * moved.max()
+    restored = JEPAAdamW.from_config(JEPAAdamW(epsilon_form="keras").get_config())
+    assert restored.epsilon_form == "keras" and JEPAAdamW().epsilon == 1e-8
+
+
 def test_gradient_clipping_per_group_after_warmup():
     opt = JEPAAdamW(learning_rate=1.0, weight_decay=0.0, clip_norm=1.0, clip_start_step=1)
     a = keras.Variable(np.zeros((3,), "float32"), name="a")
