@@ -162,10 +162,59 @@ def _read_file(path):
         weights, config_path = _find_hf_files(path)
         config = None
         if config_path:
-            with open(config_path) as f:
-                config = json.load(f)
+            config = _read_hf_config(config_path)
         return read_checkpoint(weights), config, True
     return read_checkpoint(path), None, False
+
+
+def _read_hf_config(path):
+    """The dict of a Hugging Face ``config.json``; a ``ValueError`` naming the file when it
+    is empty, not JSON, or not a JSON object."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if not raw.strip():
+        raise ValueError(f"The Hugging Face config {path!r} is empty; copy it again.")
+    try:
+        config = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"The Hugging Face config {path!r} is not valid JSON: {e}.") from e
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"The Hugging Face config {path!r} holds a {type(config).__name__}; expected a "
+            "JSON object (the config.json that save_pretrained writes)."
+        )
+    return config
+
+
+_STATE_DICT_HINT = (
+    "expected a dict of tensors (state dict) or a dict with an 'encoder'/'target_encoder' "
+    "entry (official checkpoint)"
+)
+_PROBE_HINT = (
+    "expected a dict with a 'classifier' (V-JEPA) or 'classifiers' (V-JEPA 2) entry, or a "
+    "probe state dict"
+)
+
+
+def _describe(checkpoint):
+    if isinstance(checkpoint, (str, os.PathLike)):
+        return f"The checkpoint {os.path.expanduser(str(checkpoint))!r}"
+    return "The checkpoint dict"
+
+
+def _require_dict(state, checkpoint, expected, where="at the top level"):
+    """Raises a ``ValueError`` naming the source unless ``state`` is a dict with string
+    keys."""
+    if not isinstance(state, dict):
+        kind = type(state).__name__
+        if isinstance(state, (list, tuple)):
+            kind = f"{kind} of {len(state)} items"
+        raise ValueError(f"{_describe(checkpoint)} holds a {kind} {where}; {expected}.")
+    bad = [k for k in state if not isinstance(k, str)]
+    if bad:
+        raise ValueError(
+            f"{_describe(checkpoint)} has non-string keys {where} ({bad[:3]!r}); {expected}."
+        )
 
 
 def read_source(checkpoint):
@@ -184,25 +233,30 @@ def read_source(checkpoint):
         raise ValueError(
             f"checkpoint must be a file path, a folder or a dict; got {type(checkpoint)}."
         )
+    _require_dict(state, checkpoint, _STATE_DICT_HINT)
     if any(k in state for k in PARTS):
         parts = {}
         for name in PARTS:
             if name in state:
                 if not isinstance(state[name], dict):
-                    raise ValueError(f"Checkpoint entry {name!r} is not a state dict.")
+                    raise ValueError(
+                        f"{_describe(checkpoint)}: entry {name!r} is a "
+                        f"{type(state[name]).__name__}, not a state dict (a dict of tensors)."
+                    )
                 parts[name] = state[name]
         return "official", parts, hf_config
     if "classifier" in state or "classifiers" in state:
         raise ValueError(
-            "This is an attentive-probe checkpoint (key 'classifier(s)'); load it with "
-            "keras_jepa.applications.load_probe_checkpoint, or convert it with "
-            "`keras-jepa convert FILE OUT --probe`."
+            f"{_describe(checkpoint)} is an attentive-probe checkpoint (key "
+            "'classifier(s)'); load it with keras_jepa.applications.load_probe_checkpoint, "
+            "or convert it with `keras-jepa convert FILE OUT --probe`."
         )
     tensors = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
     if not tensors:
         raise ValueError(
-            "No tensors found: expected an official checkpoint (keys encoder, "
-            f"target_encoder, predictor) or a state dict; top-level keys: {sorted(state)[:10]}."
+            f"{_describe(checkpoint)} holds no tensors at the top level: expected an "
+            "official checkpoint (keys encoder, target_encoder, predictor) or a state dict; "
+            f"top-level keys: {sorted(state)[:10]}."
         )
     if _is_hf_state(tensors):
         parts = {"encoder": wp.hf_to_official_encoder(tensors)}
@@ -466,34 +520,114 @@ def checkpoint_path(entry):
     return os.path.join(cache_root(), "checkpoints", entry["file"])
 
 
-def download_checkpoint(name, entry):
+class IncompleteDownloadError(OSError):
+    """A download ended early or produced a file that does not load; nothing was kept."""
+
+
+def _download_to(url, tmp, progress, verbose=True, chunk_size=1 << 20):
+    """Streams ``url`` into ``tmp``, keeping ``progress["received"]`` (bytes written) and
+    ``progress["expected"]`` (the server's ``Content-Length``, or None) up to date."""
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"User-Agent": "keras-jepa"})
+    with urllib.request.urlopen(request, timeout=60) as response, open(tmp, "wb") as out:
+        headers = getattr(response, "headers", None)
+        length = headers.get("Content-Length") if headers is not None else None
+        if length is not None and str(length).strip().isdigit():
+            progress["expected"] = int(length)
+        bar = None
+        if verbose:
+            import keras
+
+            print(f"downloading {url}")
+            bar = keras.utils.Progbar(progress["expected"], unit_name="byte")
+        while True:
+            chunk = response.read(chunk_size)
+            if not chunk:
+                break
+            out.write(chunk)
+            progress["received"] += len(chunk)
+            if bar is not None:
+                bar.update(progress["received"])
+
+
+def _verify_download(tmp):
+    """Raises ``ValueError`` (the cause) unless ``tmp`` is a complete checkpoint: a
+    readable zip central directory (PyTorch), a consistent safetensors header, or an
+    older-format pickle that loads (when torch is installed)."""
+    from keras_jepa.backend.checkpoint_io import checkpoint_format, read_checkpoint
+
+    if checkpoint_format(tmp) == "torch_pickle":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return  # cannot parse without torch: the Content-Length check stands alone
+        read_checkpoint(tmp)
+
+
+def download_checkpoint(name, entry, verbose=True):
     """Returns the local path of the entry's file, downloading it if absent.
+
+    The download goes to a temporary file beside the destination, which is renamed into
+    place only once it is complete: as many bytes as the server announced
+    (``Content-Length``) and a file that loads (a readable zip central directory for
+    PyTorch files, a consistent header for safetensors). A partial file is deleted, so
+    an interrupted download is never converted or cached.
 
     Raises:
         OSError: the download failed (no network, ...); the message names the URL, the
             file and the local path where to put it by hand.
+        IncompleteDownloadError (an ``OSError``): the download ended early or the file
+            does not load; the message names the URL and the bytes received vs expected.
     """
     path = checkpoint_path(entry)
     if os.path.isfile(path):
         return path
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    url = entry["source"]
+    # Same folder (so the final rename is atomic), same suffix (so readers know the type).
+    tmp = os.path.join(folder, f".{os.getpid()}.partial.{entry['file']}")
+    progress = {"received": 0, "expected": None}
     try:
-        import keras
-
-        keras.utils.get_file(
-            fname=entry["file"], origin=entry["source"],
-            cache_dir=os.path.dirname(cache_root()), cache_subdir="keras_jepa/checkpoints",
-        )
-    except Exception as e:  # network errors come in many types
-        raise OSError(
-            f"Could not download the checkpoint of preset {name!r}.\n"
-            f"  URL:  {entry['source']}\n"
-            f"  file: {entry['file']}\n"
-            f"  put it here to load offline: {path}\n"
-            f"(download error: {type(e).__name__}: {str(e)[:200]})"
-        ) from e
-    if not os.path.isfile(path):
-        raise OSError(f"Download of {entry['source']} did not produce {path}.")
+        try:
+            _download_to(url, tmp, progress, verbose=verbose)
+        except Exception as e:  # network errors come in many types
+            received, expected = progress["received"], progress["expected"]
+            got = ""
+            if received or expected is not None:
+                got = (f" (received {received} of {expected} bytes" if expected is not None
+                       else f" (received {received} bytes") + "; the partial file was deleted)"
+            raise OSError(
+                f"Could not download the checkpoint of preset {name!r}{got}.\n"
+                f"  URL:  {url}\n"
+                f"  file: {entry['file']}\n"
+                f"  put it here to load offline: {path}\n"
+                f"(download error: {type(e).__name__}: {str(e)[:200]})"
+            ) from e
+        received, expected = progress["received"], progress["expected"]
+        if expected is not None and received != expected:
+            raise IncompleteDownloadError(
+                f"The download of {url} (preset {name!r}) is incomplete: received "
+                f"{received} bytes, expected {expected} (the server's Content-Length). "
+                "The partial file was deleted and nothing was cached; try again, or "
+                f"download the file by hand and put it at {path}."
+            )
+        try:
+            _verify_download(tmp)
+        except ValueError as e:
+            announced = f"expected {expected}" if expected is not None else (
+                "the server announced no size")
+            raise IncompleteDownloadError(
+                f"The download of {url} (preset {name!r}) does not load: received "
+                f"{received} bytes ({announced}). The partial file was deleted and nothing "
+                f"was cached; try again, or download the file by hand and put it at "
+                f"{path}. (cause: {e})"
+            ) from e
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 
@@ -508,14 +642,29 @@ def ensure_converted(name, entry, verbose=True):
         os.path.join(folder, preset_utils.WEIGHTS_FILE)
     ):
         return folder
-    path = download_checkpoint(name, entry)
+    path = download_checkpoint(name, entry, verbose=verbose)
+    from keras_jepa.backend.checkpoint_io import checkpoint_format
+
+    try:
+        checkpoint_format(path)  # a file put there by hand, or cached before a crash
+    except ValueError as e:
+        raise ValueError(
+            f"{e} It is the cached checkpoint of preset {name!r}: delete {path} and load "
+            "the preset again to download it again."
+        ) from e
     if verbose:
         print(f"converting {path} -> {folder}")
-    tmp = folder + ".partial"
-    convert_checkpoint(path, tmp, arch=name, verbose=verbose)
-    if os.path.isdir(folder):
-        import shutil
+    import shutil
 
+    tmp = folder + ".partial"
+    if os.path.isdir(tmp):
+        shutil.rmtree(tmp)  # left by an interrupted conversion
+    try:
+        convert_checkpoint(path, tmp, arch=name, verbose=verbose)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if os.path.isdir(folder):
         shutil.rmtree(folder)
     os.replace(tmp, folder)
     return folder
@@ -537,12 +686,22 @@ def _probe_state(checkpoint, index):
         state = checkpoint
     else:
         raise ValueError(f"checkpoint must be a path or a dict; got {type(checkpoint)}.")
+    _require_dict(state, checkpoint, _PROBE_HINT)
     if "classifiers" in state:  # V-JEPA 2: one head per (lr, wd) of the probe grid
         heads = state["classifiers"]
+        if not isinstance(heads, (list, tuple)):
+            raise ValueError(
+                f"{_describe(checkpoint)}: entry 'classifiers' is a {type(heads).__name__}; "
+                "expected a list of probe state dicts (V-JEPA 2 evals file)."
+            )
         if not 0 <= index < len(heads):
             raise ValueError(f"index={index}, but the file holds {len(heads)} classifiers.")
+        _require_dict(heads[index], checkpoint, "expected a probe state dict",
+                      where=f"in 'classifiers'[{index}]")
         return heads[index], "vjepa2", None
     if "classifier" in state:
+        _require_dict(state["classifier"], checkpoint, "expected a probe state dict",
+                      where="in 'classifier'")
         return state["classifier"], "vjepa", None
     if any(k.endswith("query_tokens") for k in state):
         if any("pooler.cross_attention_layer" in k for k in state):
@@ -551,8 +710,9 @@ def _probe_state(checkpoint, index):
         proj = any(".xattn.proj." in k for k in stripped)
         return state, "vjepa" if proj else "vjepa2", None
     raise ValueError(
-        "Not an attentive-probe checkpoint: expected the key 'classifier' (V-JEPA), "
-        f"'classifiers' (V-JEPA 2) or a probe state dict; got keys {sorted(state)[:10]}."
+        f"{_describe(checkpoint)} is not an attentive-probe checkpoint: expected the key "
+        "'classifier' (V-JEPA), 'classifiers' (V-JEPA 2) or a probe state dict; got keys "
+        f"{sorted(state)[:10]}."
     )
 
 

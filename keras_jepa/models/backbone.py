@@ -30,7 +30,15 @@ class PresetMixin:
     @classmethod
     def from_preset(cls, preset, load_weights=True, encoder=None, **kwargs):
         """Builds a model from a built-in name, a preset directory, or an ``hf://`` /
-        ``kaggle://`` handle. ``kwargs`` override the stored config (e.g. ``dtype``).
+        ``kaggle://`` handle. ``kwargs`` override the stored config; ``dtype`` (e.g.
+        ``"mixed_bfloat16"``) reaches every sub-model (encoder, target encoder, predictor).
+
+        A preset directory must hold ``model.weights.h5``: without it this raises
+        ``FileNotFoundError`` naming the file, unless ``load_weights=False`` (the
+        architecture only, with random weights). Architecture-only built-in presets
+        (``vit_*``) have no weights by design and always build. A ``config.json`` or
+        weights file that is empty, corrupt or from another architecture raises
+        ``ValueError`` naming the file and the cause.
 
         Built-in names of released checkpoints (``keras-jepa presets``) are downloaded
         and converted on first use, then cached under ``$KERAS_HOME/keras_jepa``; offline,

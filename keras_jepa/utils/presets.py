@@ -105,13 +105,123 @@ def resolve_preset(handle):
     )
 
 
+def read_preset_config(preset_dir):
+    """The dict in ``preset_dir/config.json``.
+
+    Raises:
+        ValueError: the file is empty, not JSON, not a JSON object, or not a keras_jepa
+            preset config (no ``registered_name``/``config``); the message names the file.
+    """
+    path = os.path.join(preset_dir, CONFIG_FILE)
+    with open(path, "rb") as f:
+        raw = f.read()
+    redo = ("Save the preset again with `model.save_to_preset(path)`, or copy the folder "
+            "again if it was downloaded.")
+    if not raw.strip():
+        raise ValueError(f"The preset config {path!r} is empty. {redo}")
+    try:
+        config = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"The preset config {path!r} is not valid JSON ({e}). {redo}") from e
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"The preset config {path!r} holds a JSON {type(config).__name__}; expected a "
+            f"JSON object with 'registered_name' and 'config' (what save_to_preset writes). "
+            f"{redo}"
+        )
+    missing = [k for k in ("registered_name", "config") if k not in config]
+    if missing or not isinstance(config.get("config"), dict):
+        hint = ""
+        if "model_type" in config or "architectures" in config:
+            hint = (" It looks like a Hugging Face transformers config: convert that folder "
+                    "with `keras-jepa convert FOLDER OUT` and load OUT.")
+        raise ValueError(
+            f"The preset config {path!r} is not a keras_jepa preset config: "
+            + (f"it has no {', '.join(repr(k) for k in missing)} entry"
+               if missing else "its 'config' entry is not a JSON object")
+            + f" (keys: {sorted(config)[:10]}).{hint or ' ' + redo}"
+        )
+    return config
+
+
+def _h5_problem(path):
+    """``None`` if ``path`` opens as an HDF5 file, else the cause (a sentence)."""
+    import h5py
+
+    size = os.path.getsize(path)
+    if size == 0:
+        return "it is empty (0 bytes)"
+    try:
+        with h5py.File(path, "r"):
+            return None
+    except OSError as e:
+        text = str(e)
+        if "truncated" in text:
+            return f"it is truncated ({size} bytes; h5py: {text})"
+        if "signature" in text:
+            return f"it is not an HDF5 file ({size} bytes; h5py: {text})"
+        return f"it is truncated or not an HDF5 file ({size} bytes; h5py: {text})"
+
+
+def _count_h5_arrays(path):
+    """Number of arrays in a ``save_weights`` file, without the optimizer's."""
+    import h5py
+
+    names = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda key, obj: names.append(key) if isinstance(obj, h5py.Dataset)
+                     else None)
+    return sum(1 for key in names if not key.startswith("optimizer/"))
+
+
+def load_preset_weights(model, weights, config_path=None):
+    """``model.load_weights(weights)`` with errors that name the file and the cause.
+
+    Raises:
+        ValueError: the file is empty, truncated or not HDF5; or its weights do not match
+            the model's architecture (Keras's message is kept as the detail), including a
+            file that holds more weights than the model (which Keras would silently skip).
+    """
+    problem = _h5_problem(weights)
+    if problem:
+        raise ValueError(
+            f"Cannot load the preset weights {weights!r}: {problem}. An interrupted save "
+            "or download? Save the preset again, or copy the folder again."
+        )
+    config_name = repr(config_path) if config_path else "the preset's config"
+    mismatch = (f"The weights in {weights!r} do not match the architecture in "
+                f"{config_name}: they were saved from a different model")
+    try:
+        model.load_weights(weights)
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"{mismatch}. (Keras: {e})") from e
+    stored = _count_h5_arrays(weights)
+    variables = len(model.variables)
+    if stored > variables:
+        raise ValueError(
+            f"{mismatch}: the file holds {stored} arrays, the model has only {variables} "
+            "variables (e.g. more blocks than config.json says)."
+        )
+
+
 def load_preset(cls, handle, load_weights=True, encoder=None, **kwargs):
     """Builds an instance of ``cls`` (or a registered subclass) from a preset handle.
 
-    ``kwargs`` override the stored config (e.g. ``dtype="mixed_bfloat16"``). A
+    ``kwargs`` override the stored config (e.g. ``dtype="mixed_bfloat16"``, which also
+    reaches the sub-models: encoder, target encoder and predictor). A
     ``VisionTransformer`` requested from a JEPA preset is that preset's target encoder
     (``encoder="target"``, default) or context encoder (``"context"``); for a JEPA model,
     ``encoder`` sets ``feature_encoder``.
+
+    A preset directory must hold ``model.weights.h5`` unless ``load_weights=False``
+    (architecture only, random initial weights); architecture-only built-in presets have
+    no weights by design.
+
+    Raises:
+        FileNotFoundError: a preset directory without ``model.weights.h5`` (with
+            ``load_weights=True``).
+        ValueError: an unknown handle; an unreadable ``config.json``; a weights file that
+            is truncated, not HDF5, or from another architecture. Messages name the file.
     """
     import keras_jepa.models  # noqa: F401  (registers the classes)
     from keras_jepa.models.jepa import JEPA
@@ -124,20 +234,28 @@ def load_preset(cls, handle, load_weights=True, encoder=None, **kwargs):
         target = keras.saving.get_registered_object(f"keras_jepa>{value['class']}")
         _check_class(cls, target, handle)
         return target(**{**value["config"], **kwargs})
-    with open(os.path.join(value, CONFIG_FILE)) as f:
-        config = json.load(f)
-    target = keras.saving.get_registered_object(config.get("registered_name", ""))
+    config = read_preset_config(value)
+    config_path = os.path.join(value, CONFIG_FILE)
+    target = keras.saving.get_registered_object(config["registered_name"])
     if target is None:
         raise ValueError(
             f"Preset {handle!r} holds class {config.get('registered_name')!r}, which is "
             "not registered. Import the package that defines it first."
         )
     weights = os.path.join(value, WEIGHTS_FILE)
+    if load_weights and not os.path.isfile(weights):
+        raise FileNotFoundError(
+            f"The preset {handle!r} has no weights: {os.path.abspath(weights)!r} does not "
+            f"exist (the folder holds {sorted(os.listdir(value))}), and loading it would "
+            "give random weights. "
+            "Copy the complete preset folder (config.json and model.weights.h5), or pass "
+            "load_weights=False to build the architecture only, with random weights."
+        )
     if issubclass(target, JEPA) and issubclass(VisionTransformer, cls) and cls is not object:
         # A backbone out of a full JEPA preset: build the whole model, keep one encoder.
-        model = target.from_config(config["config"])
-        if load_weights and os.path.exists(weights):
-            model.load_weights(weights)
+        model = _build(target, config["config"], {}, config_path)
+        if load_weights:
+            load_preset_weights(model, weights, config_path)
         source = model.encoder if encoder == "context" else model.target_encoder
         backbone_config = {**source.get_config(), "name": "vision_transformer",
                            "trainable": True, **kwargs}
@@ -145,12 +263,39 @@ def load_preset(cls, handle, load_weights=True, encoder=None, **kwargs):
         backbone.set_weights(source.get_weights())
         return backbone
     _check_class(cls, target, handle)
-    model = target.from_config({**config["config"], **kwargs})
-    if load_weights and os.path.exists(weights):
-        model.load_weights(weights)
+    model = _build(target, config["config"], kwargs, config_path)
+    if load_weights:
+        load_preset_weights(model, weights, config_path)
     if encoder is not None and isinstance(model, JEPA):
         model.feature_encoder = encoder
     return model
+
+
+def _with_dtype(config, dtype):
+    """A copy of a model config whose serialized sub-models (encoder, predictor, ...) all
+    get ``dtype``, so a ``dtype`` override reaches every layer, not only the outer model."""
+    out = dict(config)
+    for key, value in config.items():
+        if key == "dtype" or not isinstance(value, dict):
+            continue
+        inner = value.get("config")
+        if "class_name" in value and isinstance(inner, dict) and "dtype" in inner:
+            out[key] = {**value, "config": {**_with_dtype(inner, dtype), "dtype": dtype}}
+    return out
+
+
+def _build(target, config, overrides, config_path):
+    if "dtype" in overrides and overrides["dtype"] is not None:
+        policy = keras.dtype_policies.get(overrides["dtype"])
+        config = _with_dtype(config, keras.dtype_policies.serialize(policy))
+    try:
+        return target.from_config({**config, **overrides})
+    except (TypeError, ValueError, KeyError) as e:
+        extra = f" with the overrides {sorted(overrides)}" if overrides else ""
+        raise ValueError(
+            f"Cannot build a {target.__name__} from {config_path!r}{extra}: "
+            f"{type(e).__name__}: {e}"
+        ) from e
 
 
 def _check_class(cls, target, handle):
