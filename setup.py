@@ -57,7 +57,6 @@ setup(
         "keras>=3.15.1,<3.17",
         "numpy>=1.26",
         "h5py>=3.10",
-        "absl-py",
         "scikit-learn>=1.3",
         "pillow>=9",
         "matplotlib>=3.8",

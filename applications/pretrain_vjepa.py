@@ -5,10 +5,11 @@ Usage::
     python applications/pretrain_vjepa.py --config vjepa_tiny_cpu --data DIR --epochs 10 \
         --batch-size 32 --output runs/vjepa
 
-Rerun the same command to resume from the last finished epoch. Named configs (official and
-tiny CPU ones) are in `keras_jepa.pretraining.CONFIGS`; the backend is `KERAS_BACKEND`.
-Outputs in `--output`: `encoder/` (a preset of the EMA target encoder,
-`VisionTransformer.from_preset(...)`), `log.csv`, `loss.png`, `checkpoints/`, `backup/`.
+Rerun the same command to resume from the last finished epoch; a rerun with other arguments
+is refused (`--overwrite` starts fresh). Named configs (official and tiny CPU ones) are in
+`keras_jepa.pretraining.CONFIGS`; the backend is `KERAS_BACKEND`. Outputs in `--output`:
+`encoder/` (a preset of the EMA target encoder, `VisionTransformer.from_preset(...)`),
+`log.csv`, `loss.png`, `checkpoints/`, `backup/`, `run_identity.json`.
 """
 
 import os

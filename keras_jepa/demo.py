@@ -65,7 +65,8 @@ def run(config="ijepa_tiny_cpu", epochs=None, batch_size=None, seed=0, output_di
         batch_size: images per step (default: the config's, 128).
         seed: seeds the split, the weights, the data order and the masks.
         output_dir: logs, checkpoints, encoder preset and ``loss.png`` (default:
-            ``keras_jepa_demo_digits`` in the current directory).
+            ``keras_jepa_demo_digits`` in the current directory; a previous run there is
+            replaced).
         verbose: 0 silent, 1 progress bar and summary, 2 one line per epoch.
         **overrides: ``PretrainConfig`` fields to change (e.g. ``depth=2``).
 
@@ -106,8 +107,9 @@ def run(config="ijepa_tiny_cpu", epochs=None, batch_size=None, seed=0, output_di
         f"{config.patch_size} ({random_encoder.count_params():,} parameters); predictor "
         f"{config.predictor_dim}x{config.predictor_depth}")
 
+    # A demo run always starts fresh: a previous run in the same folder is replaced.
     result = pretrain(config, images[train_idx], epochs=epochs, batch_size=batch_size,
-                      output_dir=output_dir, seed=seed, verbose=verbose)
+                      output_dir=output_dir, seed=seed, verbose=verbose, overwrite=True)
     features = encoder_features(result["encoder"], images)
 
     def probe(x):

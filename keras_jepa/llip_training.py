@@ -209,23 +209,33 @@ def add_arguments(parser):
                         help=f"comma-separated, from {', '.join(MODELS)}")
     parser.add_argument("--steps", type=int, default=1200,
                         help="at least this many steps, rounded up to whole epochs")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--patch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="image-caption pairs per step (default 64)")
+    parser.add_argument("--learning-rate", type=float, default=1e-3,
+                        help="peak AdamW learning rate, after a 10%% warmup, then cosine "
+                             "(default 1e-3)")
+    parser.add_argument("--image-size", type=int, default=32,
+                        help="image side in pixels (default 32)")
+    parser.add_argument("--patch-size", type=int, default=8,
+                        help="ViT patch size (default 8)")
     parser.add_argument("--width", type=int, default=64, help="ViT width")
     parser.add_argument("--depth", type=int, default=2, help="ViT depth")
-    parser.add_argument("--text-width", type=int, default=64)
-    parser.add_argument("--text-depth", type=int, default=1)
+    parser.add_argument("--text-width", type=int, default=64,
+                        help="text transformer width (default 64)")
+    parser.add_argument("--text-depth", type=int, default=1,
+                        help="text transformer depth (default 1)")
     parser.add_argument("--mixture-tokens", type=int, default=8, help="Llip's K")
-    parser.add_argument("--mixing-heads", type=int, default=4)
-    parser.add_argument("--mixing-temperature", type=float, default=1.0)
+    parser.add_argument("--mixing-heads", type=int, default=4,
+                        help="heads of Llip's mixing cross-attention (default 4)")
+    parser.add_argument("--mixing-temperature", type=float, default=1.0,
+                        help="softmax temperature of Llip's mixing weights (default 1.0)")
     parser.add_argument("--token-init-std", type=float, default=None,
                         help="init std of the appended tokens (default: each model's own, "
                              "0.02 for SigLIP/CLIP, 1 for Llip)")
     parser.add_argument("--num-train", type=int, default=8192, help="synthetic train scenes")
     parser.add_argument("--num-eval", type=int, default=1024, help="synthetic eval scenes")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the data and every model's weights (default 0)")
     parser.add_argument("--output", default=None, help="folder for results.json and models")
     return parser
 
@@ -234,7 +244,8 @@ def run_from_args(args):
     kinds = [k.strip() for k in args.models.split(",") if k.strip()]
     for kind in kinds:
         if kind not in MODELS:
-            raise SystemExit(f"error: unknown model {kind!r}; choose from {MODELS}")
+            raise ValueError(f"unknown model {kind!r} in --models; choose from "
+                             f"{', '.join(MODELS)}.")
     print(f"backend {keras.backend.backend()}, data {args.data}, {args.steps} steps of "
           f"batch {args.batch_size}", flush=True)
     train_and_evaluate(
@@ -249,6 +260,9 @@ def run_from_args(args):
 
 
 def main(argv=None):
+    """Entry point of ``applications/train_llip.py`` (errors as ``keras-jepa train-llip``)."""
+    from keras_jepa.cli import add_debug_argument, run_command
+
     parser = add_arguments(argparse.ArgumentParser(
         description="Train Llip and its SigLIP baseline; report zero-shot retrieval."))
-    return run_from_args(parser.parse_args(argv))
+    return run_command(run_from_args, add_debug_argument(parser).parse_args(argv))

@@ -77,27 +77,50 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+def _stop_after_first_epoch():
+    """A callback that ends ``fit`` after epoch 0, as an interruption would (the backup of
+    epoch 0 is already written)."""
+    import keras
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    return Stop()
+
+
 def test_pretrain_folder_writes_outputs_and_resumes(image_folder, tmp_path):
     from keras_jepa.models import VisionTransformer
+    from keras_jepa.pretraining import RunMismatchError
 
     config = get_config("ijepa_tiny_cpu").replace(
         image_size=16, depth=1, predictor_depth=1, hidden_dim=32, num_heads=2,
         predictor_dim=16, predictor_heads=2)
     out = str(tmp_path / "run")
-    first = pretrain(config, image_folder, epochs=1, batch_size=8, output_dir=out, verbose=0)
-    for name in ("log.csv", "loss.png", "config.json", "checkpoints/model.weights.h5"):
+    first = pretrain(config, image_folder, epochs=2, batch_size=8, output_dir=out, verbose=0,
+                     callbacks=[_stop_after_first_epoch()])
+    for name in ("log.csv", "loss.png", "config.json", "run_identity.json",
+                 "checkpoints/model.weights.h5"):
         assert os.path.exists(os.path.join(out, name)), name
     encoder = VisionTransformer.from_preset(first["encoder_dir"])
     target = first["model"].target_encoder
     for a, b in zip(encoder.get_weights(), target.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert len(_rows(first["log_path"])) == 1
-    # Rerun with more epochs: BackupAndRestore continues at epoch 1 (one more epoch, not two).
+    # Rerun with the same arguments: BackupAndRestore continues at epoch 1 (one more epoch).
     second = pretrain(config, image_folder, epochs=2, batch_size=8, output_dir=out, verbose=0)
     rows = _rows(second["log_path"])
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert float(np.asarray(second["model"].ema_step)) == 4.0  # 2 steps/epoch x 2 epochs
     assert int(np.asarray(second["model"].optimizer.iterations)) == 4
+    # More epochs would stretch the schedules under the finished part: refused.
+    with pytest.raises(RunMismatchError, match="epochs: 2 -> 3") as info:
+        pretrain(config, image_folder, epochs=3, batch_size=8, output_dir=out, verbose=0)
+    assert "overwrite=True (CLI: --overwrite)" in str(info.value)
+    with pytest.raises(RunMismatchError, match="config.depth: 1 -> 2"):
+        pretrain(config.replace(depth=2), image_folder, epochs=2, batch_size=8,
+                 output_dir=out, verbose=0)
+    assert len(_rows(second["log_path"])) == 2
 
 
 def test_pretrain_cli_parses_and_rejects_kind_mismatch(capsys):

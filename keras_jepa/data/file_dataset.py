@@ -220,6 +220,9 @@ class FileDataset(keras.utils.PyDataset):
 
     data_key = None
     skip_reasons = ("unreadable",)
+    # {reason: advice} appended to the warning about a skipped file (set by the caller, who
+    # knows which option helps, e.g. ``pretrain``'s ``short_videos``).
+    skip_hints = {}
 
     def __init__(
         self,
@@ -261,8 +264,8 @@ class FileDataset(keras.utils.PyDataset):
         if drop_remainder and batch_size > len(self.paths):
             raise ValueError(
                 f"batch_size={batch_size} is larger than the {len(self.paths)} files, so "
-                "drop_remainder=True leaves no batch. Lower batch_size or set "
-                "drop_remainder=False."
+                "drop_remainder=True leaves no batch. Lower batch_size (CLI: --batch-size) "
+                "or add files; from Python, drop_remainder=False keeps the partial batch."
             )
         self.batch_size = batch_size
         self.drop_remainder = bool(drop_remainder)
@@ -439,10 +442,11 @@ class FileDataset(keras.utils.PyDataset):
         )
         if item not in self._warned:
             self._warned.add(item)
+            hint = self.skip_hints.get(error.reason)
             warnings.warn(
                 f"Skipping {self.paths[item]!r} ({error.reason}): {error.message}. It is "
                 f"replaced by another file; {self.num_skipped} file(s) skipped so far "
-                f"(see .skipped).",
+                f"(see .skipped)." + (f" {hint}" if hint else ""),
                 RuntimeWarning,
                 stacklevel=2,
             )

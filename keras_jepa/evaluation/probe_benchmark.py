@@ -36,7 +36,9 @@ def add_arguments(parser):
                              "'digits' for the embedded scikit-learn digits")
     parser.add_argument("--val", default=None,
                         help="validation folder (default: a stratified split of --data)")
-    parser.add_argument("--val-fraction", type=float, default=0.25)
+    parser.add_argument("--val-fraction", type=float, default=0.25,
+                        help="fraction of --data held out for validation when --val is not "
+                             "given (stratified; default 0.25)")
     parser.add_argument("--encoder", default=None,
                         help="preset name or directory, or a pretraining output folder; "
                              "default: a random encoder of --config")
@@ -56,27 +58,43 @@ def add_arguments(parser):
                         help="evaluation crop size (default: the encoder's)")
     parser.add_argument("--frames", type=int, default=None,
                         help="frames per clip (default: the encoder's)")
-    parser.add_argument("--frame-step", type=int, default=4)
+    parser.add_argument("--frame-step", type=int, default=4,
+                        help="videos: frames between sampled frames (default 4)")
     parser.add_argument("--segments", type=int, default=1,
                         help="temporal segments per video (K400: 8, SSv2: 2)")
     parser.add_argument("--views", type=int, default=1,
                         help="spatial views per segment (official: 3)")
-    parser.add_argument("--probe-variant", default="vjepa", choices=["vjepa", "vjepa2"])
-    parser.add_argument("--probe-depth", type=int, default=None)
+    parser.add_argument("--probe-variant", default="vjepa", choices=["vjepa", "vjepa2"],
+                        help="attentive probe design: vjepa (cross-attention, extra "
+                             "blocks after it) or vjepa2 (self-attention blocks over the "
+                             "tokens, then cross-attention); default vjepa")
+    parser.add_argument("--probe-depth", type=int, default=None,
+                        help="attentive probe blocks (default: the variant's, 1 vjepa, "
+                             "4 vjepa2)")
     parser.add_argument("--probe-heads", type=int, default=None,
                         help="default: the encoder's heads (V-JEPA 1) or 16 (V-JEPA 2)")
     parser.add_argument("--epochs", type=int, default=20, help="probe epochs (official 20)")
     parser.add_argument("--batch-size", type=int, default=16, help="probe batch size")
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=1e-3,
+                        help="peak learning rate of the attentive probe (default 1e-3, "
+                             "cosine to 0)")
     parser.add_argument("--weight-decay", type=float, default=None,
                         help="default: 0.01 for video, 0.001 for images")
     parser.add_argument("--linear-lr", type=float, default=1e-2,
                         help="learning rate of the linear probe")
-    parser.add_argument("--knn-k", type=int, default=20)
-    parser.add_argument("--knn-temperature", type=float, default=0.07)
-    parser.add_argument("--feature-batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--knn-k", type=int, default=20,
+                        help="neighbours of the k-NN probe (default 20)")
+    parser.add_argument("--knn-temperature", type=float, default=0.07,
+                        help="temperature of the k-NN probe's similarity weights "
+                             "(default 0.07)")
+    parser.add_argument("--feature-batch-size", type=int, default=32,
+                        help="images or clips per batch when extracting features "
+                             "(default 32)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="data-loading threads (default 1)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the split, the random encoders and the probes "
+                             "(default 0)")
     parser.add_argument("--output", default="probe_eval", help="output folder")
     parser.add_argument("--save-features", action="store_true",
                         help="also write the features as .npy in --output")
@@ -280,7 +298,9 @@ def _digits(args, say):
     from sklearn.model_selection import train_test_split
 
     from keras_jepa.data import load_digits
-    from keras_jepa.pretraining import build_encoder, get_config, normalize_images, pretrain
+    from keras_jepa.pretraining import (
+        RunMismatchError, build_encoder, get_config, normalize_images, pretrain,
+    )
 
     config = get_config(args.config or "ijepa_tiny_cpu")
     images, labels = load_digits(image_size=config.image_size)
@@ -298,9 +318,17 @@ def _digits(args, say):
     elif args.pretrain_epochs:
         say(f"  pretraining {config.name} for {args.pretrain_epochs} epochs on the train "
             "split (no labels)")
-        result = pretrain(config, images[tr], epochs=args.pretrain_epochs,
-                          output_dir=os.path.join(args.output, "pretraining"),
-                          seed=args.seed, verbose=2)
+        try:
+            result = pretrain(config, images[tr], epochs=args.pretrain_epochs,
+                              output_dir=os.path.join(args.output, "pretraining"),
+                              seed=args.seed, verbose=2)
+        except RunMismatchError as error:  # name this command's options, not pretrain's
+            changed = ", ".join(key for key, _, _ in error.differences) or "unreadable record"
+            raise ValueError(
+                f"{error.output_dir} holds a pretraining run with other arguments "
+                f"({changed}); rerun with the same ones to reuse it, choose another "
+                "--output, or delete that folder to pretrain again."
+            ) from error
         encoders["ijepa_pretrained"] = result["encoder"]
     if not encoders or args.compare_random:
         encoders["random_init"] = (random_like(encoders["given"], args.seed)
@@ -391,9 +419,16 @@ def run_from_args(args):
 
 
 def main(argv=None):
-    """Entry point of ``applications/evaluate_probe.py``."""
+    """Entry point of ``applications/evaluate_probe.py`` (errors as ``keras-jepa evaluate``)."""
+    from keras_jepa.cli import add_debug_argument, run_command
+
     parser = add_arguments(argparse.ArgumentParser(
         description="Frozen-backbone probes (attentive, linear, k-NN) on a labelled folder "
                     "or the embedded digits."))
-    run_from_args(parser.parse_args(argv))
-    return 0
+    args = add_debug_argument(parser).parse_args(argv)
+
+    def evaluate(parsed):
+        run_from_args(parsed)  # returns the rows, not an exit status
+        return 0
+
+    return run_command(evaluate, args)

@@ -55,12 +55,18 @@ def add_arguments(parser):
                         help="InfLevel pair CSVs (default: DATA/*.csv)")
     parser.add_argument("--priming", action="store_true",
                         help="InfLevel: keep the priming part of the videos")
-    parser.add_argument("--frame-step", type=int, default=None)
+    parser.add_argument("--frame-step", type=int, default=None,
+                        help="keep every N-th frame of the videos (default: the format's: "
+                             "intphys 2, grasp 10, inflevel 5)")
     parser.add_argument("--frames-per-clip", type=int, default=None,
                         help="default: the format's (must match the encoder)")
-    parser.add_argument("--context-lengths", type=int, nargs="+", default=None)
-    parser.add_argument("--stride", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--context-lengths", type=int, nargs="+", default=None,
+                        help="context frames of each surprise row, e.g. 2 4 6 (default: the "
+                             "format's; lengths >= --frames-per-clip are dropped)")
+    parser.add_argument("--stride", type=int, default=2,
+                        help="frames between the starts of successive windows (default 2)")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="windows per forward pass (default 8)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N pairs")
     parser.add_argument("--output", default="voe_results", help="output folder")
     return parser

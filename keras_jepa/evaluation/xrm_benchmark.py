@@ -363,19 +363,28 @@ def add_arguments(parser):
                         "search (default: search for color_digits, quick otherwise)")
     parser.add_argument("--num-combs", type=int, default=10,
                         help="random hyperparameter combinations per search (official 10)")
-    parser.add_argument("--num-steps", type=int, default=None)
-    parser.add_argument("--report-every", type=int, default=50)
+    parser.add_argument("--num-steps", type=int, default=None,
+                        help="training steps per run (default: the recipe's: 3000 quick, "
+                             "1000 color_digits, 5000 feature search)")
+    parser.add_argument("--report-every", type=int, default=50,
+                        help="steps between validation reports, the model-selection points "
+                             "(default 50)")
     parser.add_argument("--methods", default="groupdro",
                         help="comma list of extra phase-2 learners with XRM groups: rwg,subg")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out-dir", default="xrm_out")
+    parser.add_argument("--seed", type=int, default=0, help="data and run seed (default 0)")
+    parser.add_argument("--out-dir", default="xrm_out",
+                        help="folder for xrm_<dataset>.json and .png (default: xrm_out)")
     parser.add_argument("--features", help="features .npz or official features.pt")
     parser.add_argument("--metadata", help="metadata CSV (filename,y,a,split)")
     parser.add_argument("--image-root", help="folder the CSV filenames are relative to")
     parser.add_argument("--encoder", help="Keras model (.keras) that maps images to features")
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-size", type=int, default=224,
+                        help="--dataset folder: side of the images given to --encoder "
+                             "(default 224)")
     parser.add_argument("--crop", default="resize_then_crop",
-                        choices=("resize_then_crop", "crop_then_resize", "resize"))
+                        choices=("resize_then_crop", "crop_then_resize", "resize"),
+                        help="--dataset folder: how images are brought to --image-size "
+                             "(default resize_then_crop)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny settings for a smoke run (2 combinations, 200 steps)")
     return parser
@@ -431,4 +440,6 @@ def main(argv=None):
     >>> main(["--dataset", "synthetic", "--quick", "--out-dir", "xrm_out"])  # doctest: +SKIP
     0
     """
-    return run_from_args(build_parser().parse_args(argv))
+    from keras_jepa.cli import add_debug_argument, run_command
+
+    return run_command(run_from_args, add_debug_argument(build_parser()).parse_args(argv))
