@@ -170,20 +170,10 @@ def _read_file(path):
 def _read_hf_config(path):
     """The dict of a Hugging Face ``config.json``; a ``ValueError`` naming the file when it
     is empty, not JSON, or not a JSON object."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    if not raw.strip():
-        raise ValueError(f"The Hugging Face config {path!r} is empty; copy it again.")
-    try:
-        config = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ValueError(f"The Hugging Face config {path!r} is not valid JSON: {e}.") from e
-    if not isinstance(config, dict):
-        raise ValueError(
-            f"The Hugging Face config {path!r} holds a {type(config).__name__}; expected a "
-            "JSON object (the config.json that save_pretrained writes)."
-        )
-    return config
+    from keras_jepa.utils.presets import read_json_object
+
+    return read_json_object(path, "Hugging Face config", "Expected the config.json that "
+                            "save_pretrained writes; copy it again.")
 
 
 _STATE_DICT_HINT = (

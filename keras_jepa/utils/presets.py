@@ -105,6 +105,26 @@ def resolve_preset(handle):
     )
 
 
+def read_json_object(path, what, advice):
+    """The dict in the JSON file ``path``; a ``ValueError`` naming ``what`` (e.g. "preset
+    config"), the path and the cause when the file is empty, not JSON or not a JSON
+    object, followed by ``advice``."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if not raw.strip():
+        raise ValueError(f"The {what} {path!r} is empty. {advice}")
+    try:
+        config = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"The {what} {path!r} is not valid JSON ({e}). {advice}") from e
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"The {what} {path!r} holds a JSON {type(config).__name__}; expected a JSON "
+            f"object. {advice}"
+        )
+    return config
+
+
 def read_preset_config(preset_dir):
     """The dict in ``preset_dir/config.json``.
 
@@ -113,22 +133,9 @@ def read_preset_config(preset_dir):
             preset config (no ``registered_name``/``config``); the message names the file.
     """
     path = os.path.join(preset_dir, CONFIG_FILE)
-    with open(path, "rb") as f:
-        raw = f.read()
-    redo = ("Save the preset again with `model.save_to_preset(path)`, or copy the folder "
-            "again if it was downloaded.")
-    if not raw.strip():
-        raise ValueError(f"The preset config {path!r} is empty. {redo}")
-    try:
-        config = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ValueError(f"The preset config {path!r} is not valid JSON ({e}). {redo}") from e
-    if not isinstance(config, dict):
-        raise ValueError(
-            f"The preset config {path!r} holds a JSON {type(config).__name__}; expected a "
-            f"JSON object with 'registered_name' and 'config' (what save_to_preset writes). "
-            f"{redo}"
-        )
+    redo = ("A preset config is what save_to_preset writes: save the preset again with "
+            "`model.save_to_preset(path)`, or copy the folder again if it was downloaded.")
+    config = read_json_object(path, "preset config", redo)
     missing = [k for k in ("registered_name", "config") if k not in config]
     if missing or not isinstance(config.get("config"), dict):
         hint = ""
