@@ -45,6 +45,10 @@ class VisionTransformer(Backbone):
     official encoders do with their context masks. With RoPE the kept tokens keep their
     original positions. A list of index tensors (same K) gathers each and stacks the
     results along the batch axis (the official ``apply_masks``): ``(len(list) * B, K, D)``.
+    Indices must lie in ``[0, N)``: when their value is known (numpy, lists, eager
+    tensors) any other index raises ``ValueError``; inside a compiled step (``fit`` on JAX
+    and TensorFlow) it cannot be checked and the backends disagree (JAX gives NaN, torch
+    and TensorFlow wrap), so producers must stay in range, as ``keras_jepa.masks`` does.
 
     Args:
         image_size: training resolution, int or ``(H, W)``; sets the stored sin-cos table
