@@ -22,7 +22,7 @@ Examples (any backend: set ``KERAS_BACKEND``)::
         --image-root data/waterbirds/waterbird_complete95_forest2water2 \
         --encoder my_encoder.keras
 
-The program body lives in ``keras_jepa.evaluation.xrm_benchmark`` so that the installed
+The program body lives in ``keras_jepa.programs.xrm`` so that the installed
 ``keras-jepa xrm`` command runs the same code.
 """
 
@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from keras_jepa.evaluation.xrm_benchmark import main  # noqa: E402
+from keras_jepa.programs.xrm import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,7 @@ Examples (any backend: set ``KERAS_BACKEND``)::
     python applications/evaluate_probe.py --data my_videos/ --video --encoder my_preset \
         --segments 2 --views 3 --probe-variant vjepa2
 
-The program body lives in ``keras_jepa.evaluation.probe_benchmark`` so that the installed
+The program body lives in ``keras_jepa.programs.evaluate`` so that the installed
 ``keras-jepa evaluate`` command runs the same code.
 """
 
@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from keras_jepa.evaluation.probe_benchmark import main  # noqa: E402
+from keras_jepa.programs.evaluate import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

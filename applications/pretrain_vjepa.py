@@ -7,7 +7,7 @@ Usage::
 
 Rerun the same command to resume from the last finished epoch; a rerun with other arguments
 is refused (`--overwrite` starts fresh). Named configs (official and tiny CPU ones) are in
-`keras_jepa.pretraining.CONFIGS`; the backend is `KERAS_BACKEND`. Outputs in `--output`:
+`keras_jepa.models.jepa.recipes.CONFIGS`; the backend is `KERAS_BACKEND`. Outputs in `--output`:
 `encoder/` (a preset of the EMA target encoder, `VisionTransformer.from_preset(...)`),
 `log.csv`, `loss.png`, `checkpoints/`, `backup/`, `run_identity.json`.
 """
@@ -18,6 +18,6 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 if __name__ == "__main__":
-    from keras_jepa.cli import pretrain_script
+    from keras_jepa.programs.pretrain import script as pretrain_script
 
     sys.exit(pretrain_script("vjepa_tiny_cpu", video=True, description=__doc__.splitlines()[0]))

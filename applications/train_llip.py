@@ -12,7 +12,7 @@ Examples (any backend: set ``KERAS_BACKEND``)::
     python applications/train_llip.py --data data/captions.jsonl --image-size 64 --patch-size 8
     python applications/train_llip.py --data shards/000.tar,shards/001.tar
 
-The program body lives in ``keras_jepa.llip_training`` so that the installed
+The program body lives in ``keras_jepa.programs.train_llip`` so that the installed
 ``keras-jepa train-llip`` command runs the same code.
 """
 
@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from keras_jepa.llip_training import main  # noqa: E402
+from keras_jepa.programs.train_llip import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

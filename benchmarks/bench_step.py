@@ -84,7 +84,7 @@ SIZES = {
 
 
 def make_config(args):
-    from keras_jepa.pretraining import get_config
+    from keras_jepa.models.jepa.recipes import get_config
 
     base = "ijepa_vith14_in1k" if args.model == "ijepa" else (
         "vjepa2_vitl16" if args.rope else "vjepa_vitl16")
@@ -100,7 +100,7 @@ def build(args, config):
 
     from keras_jepa.masks import MultiBlockMask, MultiBlockMask3D
     from keras_jepa.models import IJEPA, VJEPA, VisionTransformer
-    from keras_jepa.pretraining import build_optimizer
+    from keras_jepa.models.jepa.recipes import build_optimizer
 
     kwargs = dict(image_size=config.image_size, patch_size=config.patch_size,
                   hidden_dim=config.hidden_dim, depth=config.depth,

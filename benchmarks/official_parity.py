@@ -30,7 +30,7 @@ CHECK = r"""
 import json, sys, numpy as np, keras
 from keras_jepa.applications import IJEPA, VJEPA
 from keras_jepa.evaluation.attentive_probe import AttentiveClassifier
-from keras_jepa.utils.presets import load_preset
+from keras_jepa.presets.storage import load_preset
 out, families, probes = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 c = lambda t: keras.ops.convert_to_numpy(t)
 for fam in families:

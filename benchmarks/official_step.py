@@ -58,7 +58,7 @@ def main(argv=None):
     from src.utils.tensors import repeat_interleave_batch
 
     from keras_jepa.masks import MultiBlockMask
-    from keras_jepa.pretraining import get_config
+    from keras_jepa.models.jepa.recipes import get_config
 
     torch.manual_seed(0)
     device = torch.device(args.device)

@@ -33,7 +33,7 @@ spread `fit`:
 ```python
 import keras
 from keras_jepa import distribute
-from keras_jepa.pretraining import (
+from keras_jepa.models.jepa.recipes import (
     build_dataset, build_model, build_optimizer, get_config, schedule_steps)
 
 dist = distribute.setup("data")          # first, before any model is built

@@ -52,12 +52,16 @@ import numpy as np
 
 from keras_jepa.data import image_transform, load_digits
 from keras_jepa.evaluation import extract_features
-from keras_jepa.evaluation.probe_benchmark import run_probes
+from keras_jepa.programs.evaluate import run_probes
 from keras_jepa.models import VisionTransformer
-from keras_jepa.pretraining import (
-    ArrayImageDataset, build_mask_sampler, build_model, build_optimizer, get_config,
-    normalize_images, schedule_steps,
+from keras_jepa.models.jepa.recipes import (
+    build_mask_sampler,
+    build_model,
+    build_optimizer,
+    get_config,
+    schedule_steps,
 )
+from keras_jepa.data.arrays import ArrayImageDataset, normalize_images
 
 QUICK = os.environ.get("KERAS_JEPA_GUIDE_QUICK") == "1"
 print("backend:", keras.backend.backend())

@@ -41,9 +41,10 @@ import keras
 import numpy as np
 
 from keras_jepa.data import load_digits
-from keras_jepa.demo import encoder_features, linear_probe
+from keras_jepa.programs.demo_digits import encoder_features, linear_probe
 from keras_jepa.models import JEPAPredictor
-from keras_jepa.pretraining import get_config, pretrain
+from keras_jepa.models.jepa.recipes import get_config
+from keras_jepa.programs.pretrain import pretrain
 
 QUICK = os.environ.get("KERAS_JEPA_GUIDE_QUICK") == "1"
 print("backend:", keras.backend.backend())

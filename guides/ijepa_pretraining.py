@@ -34,10 +34,15 @@ import keras
 import numpy as np
 
 from keras_jepa.data import image_transform, load_digits
-from keras_jepa.pretraining import (
-    ArrayImageDataset, build_encoder, build_mask_sampler, build_model, build_optimizer,
-    get_config, normalize_images, schedule_steps,
+from keras_jepa.models.jepa.recipes import (
+    build_encoder,
+    build_mask_sampler,
+    build_model,
+    build_optimizer,
+    get_config,
+    schedule_steps,
 )
+from keras_jepa.data.arrays import ArrayImageDataset, normalize_images
 
 QUICK = os.environ.get("KERAS_JEPA_GUIDE_QUICK") == "1"
 keras.utils.set_random_seed(0)
@@ -46,7 +51,7 @@ print("backend:", keras.backend.backend())
 """
 ## The configuration
 
-`keras_jepa.pretraining.CONFIGS` holds the official recipes (`ijepa_vith14_in1k`,
+`keras_jepa.models.jepa.recipes.CONFIGS` holds the official recipes (`ijepa_vith14_in1k`,
 `vjepa_vitl16`, `vjepa2_vitl16`) and tiny CPU ones. We start from `ijepa_tiny_cpu`: a ViT of
 width 64 and depth 4 on 32x32 images with 4x4 patches (an 8x8 grid of 64 tokens) and a
 predictor of depth 2, with the official masks, learning rate, weight decay and EMA ramp.
@@ -124,7 +129,7 @@ print(steps)
 A plain `fit`. `shuffle=False` because the dataset shuffles itself per epoch from its seed
 (Keras would otherwise reorder batches with Python's global RNG, which a resumed run cannot
 replay); `dataset.epoch_callback()` tells it which epoch `fit` is in. For a real run,
-`keras_jepa.pretraining.pretrain` (or `keras-jepa pretrain`) adds CSV logs, checkpoints,
+`keras_jepa.programs.pretrain.pretrain` (or `keras-jepa pretrain`) adds CSV logs, checkpoints,
 `BackupAndRestore` and a loss-curve PNG around this same call.
 """
 

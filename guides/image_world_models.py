@@ -41,11 +41,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 
-from keras_jepa.data import PairedViewDataset, PairedViews, action_vector, load_digits
-from keras_jepa.evaluation import chance_mrr, world_model_mrr
+from keras_jepa.data import load_digits
+from keras_jepa.models.iwm.views import PairedViewDataset, PairedViews, action_vector
+from keras_jepa.models.iwm.metrics import chance_mrr, world_model_mrr
 from keras_jepa.masks import MultiBlockMask
 from keras_jepa.models import IWM, IWMClassifier, VisionTransformer, finetune_optimizer
-from keras_jepa.optimizers import JEPAAdamW, WarmupCosineSchedule
+from keras_jepa.training.optimizers import JEPAAdamW, WarmupCosineSchedule
 
 QUICK = os.environ.get("KERAS_JEPA_GUIDE_QUICK") == "1"
 print("backend:", keras.backend.backend())

@@ -90,14 +90,14 @@ EMA target encoder, predictor). For every window of `frames_per_clip` frames (st
 and every context length `C`, the context is every token of the first `C` frames and the
 target the rest of the window; it returns `(videos, context lengths, windows)`.
 
-Here we score the videos with the tiny V-JEPA of `keras_jepa.physics_demo` at its
+Here we score the videos with the tiny V-JEPA of `keras_jepa.programs.demo` at its
 initial weights (`keras-jepa demo` pretrains it on possible-only videos and compares the
 trained network with the untrained one and a pixel baseline). With released weights, load
 the model instead (`keras-jepa intphys --preset ... --data ... --format
 intphys|grasp|inflevel`).
 """
 
-from keras_jepa.physics_demo import DEMO_CONFIG, build_demo_model  # noqa: E402
+from keras_jepa.programs.demo import DEMO_CONFIG, build_demo_model  # noqa: E402
 
 model = build_demo_model(dict(DEMO_CONFIG, depth=1, predictor_depth=1) if QUICK else None)
 videos = np.concatenate([data["possible"], data["impossible"]])
@@ -131,5 +131,5 @@ print("plot:", path)
   per-property table for the trained network, the same network untrained, and a
   next-frame-copy pixel baseline.
 - `keras_jepa.data.write_voe_dataset` writes the pairs as MP4 in the GRASP layout, and
-  `keras_jepa.data.load_voe_pairs` reads IntPhys, GRASP and InfLevel-lab folders.
+  `keras_jepa.evaluation.load_voe_pairs` reads IntPhys, GRASP and InfLevel-lab folders.
 """

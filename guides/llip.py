@@ -39,11 +39,11 @@ import os
 
 import keras
 
-from keras_jepa.data.image_text import flatten_captions, make_caption_scenes
-from keras_jepa.evaluation.zero_shot import encode_images, encode_texts, image_text_scores
-from keras_jepa.llip_training import format_row, train_and_evaluate
+from keras_jepa.models.llip.data import flatten_captions, make_caption_scenes
+from keras_jepa.models.llip.zero_shot import encode_images, encode_texts, image_text_scores
+from keras_jepa.programs.train_llip import format_row, train_and_evaluate
 from keras_jepa.models import Llip, TextEncoder, VisionTransformer
-from keras_jepa.text import WordTokenizer
+from keras_jepa.models.llip.tokenizers import WordTokenizer
 
 QUICK = os.environ.get("KERAS_JEPA_GUIDE_QUICK", "0") not in ("0", "")
 print("backend:", keras.backend.backend())
@@ -146,7 +146,7 @@ captions and matches none of them closely, while Llip builds a vector for each c
 caption->image gap is small (+0.004 to +0.013). Training took 95-168 s for SigLIP and
 158-257 s for Llip per run on the shared CPU; this guide ran in 5 minutes in all. The grid
 behind these defaults (learning rate 5e-4, 1e-3 and 2e-3 for both models, and a 600-step
-run on fresh scenes) is listed in the docstring of `keras_jepa.llip_training`; Llip's `K`,
+run on fresh scenes) is listed in the docstring of `keras_jepa.programs.train_llip`; Llip's `K`,
 heads and temperature were not tuned.
 """
 

@@ -52,7 +52,7 @@ from keras_jepa.applications import (
     OFFICIAL_PRESETS, VJEPA, VisionTransformer, build_model_from_arch,
     export_official_state,
 )
-from keras_jepa.pretraining import build_mask_sampler, get_config
+from keras_jepa.models.jepa.recipes import build_mask_sampler, get_config
 
 QUICK = os.environ.get("KERAS_JEPA_GUIDE_QUICK") == "1"
 keras.utils.set_random_seed(0)
@@ -133,7 +133,7 @@ if torch is not None:
 The command line reads the file with `torch.load(weights_only=True)` (it never unpickles
 arbitrary objects), checks every tensor's name and shape against the architecture, and
 writes a preset folder. `--arch` takes the official YAML of the run, an official preset
-name (`vjepa2_vitl16_256`, ...), a `keras_jepa.pretraining` config name, or a JSON file.
+name (`vjepa2_vitl16_256`, ...), a `keras_jepa.models.jepa.recipes` config name, or a JSON file.
 """
 
 preset_dir = os.path.join(work, "converted")

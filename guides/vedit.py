@@ -34,9 +34,9 @@ import time
 import keras
 import numpy as np
 
-from keras_jepa.data.procedural import StepGrammar
-from keras_jepa.evaluation.procedural import format_benchmark, run_procedural_benchmark
-from keras_jepa.models.vedit import VEDIT, forecast_roles, planning_roles
+from keras_jepa.models.vedit.data import StepGrammar
+from keras_jepa.programs.vedit_benchmark import format_benchmark, run_procedural_benchmark
+from keras_jepa.models.vedit.model import VEDIT, forecast_roles, planning_roles
 
 QUICK = os.environ.get("KERAS_JEPA_GUIDE_QUICK", "0") not in ("0", "")
 print("backend:", keras.backend.backend())
@@ -92,7 +92,7 @@ print(f"benchmark wall time: {time.time() - start:.0f} s")
 
 """
 How to read the table. Step forecasting is scored two ways (definitions in
-`keras_jepa.evaluation.procedural`):
+`keras_jepa.programs.vedit_benchmark`):
 
 * **top-1** asks for *one* forecast. VEDIT's is the argmax of the class probabilities
   averaged over its 5 samples (also shown: the majority vote of the 5 per-sample argmaxes,

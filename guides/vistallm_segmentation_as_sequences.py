@@ -35,9 +35,9 @@ import time
 import keras
 import numpy as np
 
-from keras_jepa.vistallm import sequences as seq
-from keras_jepa.vistallm.model import VistaLLM, evaluate_tasks, sequence_loss
-from keras_jepa.vistallm.scenes import (
+from keras_jepa.models.vistallm import sequences as seq
+from keras_jepa.models.vistallm.model import VistaLLM, evaluate_tasks, sequence_loss
+from keras_jepa.models.vistallm.scenes import (
     make_scenes,
     random_shape_mask,
     sampling_fidelity,

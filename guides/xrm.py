@@ -43,16 +43,16 @@ import tempfile
 import keras
 import numpy as np
 
-from keras_jepa.data.spurious import IndexedBatches, make_color_digits
-from keras_jepa.evaluation.environment_discovery import train_group_robust
-from keras_jepa.evaluation.groups import (
+from keras_jepa.models.xrm.data import IndexedBatches, make_color_digits
+from keras_jepa.models.xrm.discovery import train_group_robust
+from keras_jepa.models.xrm.groups import (
     group_agreement,
     group_ids,
     group_metrics,
     infer_environments,
     is_degenerate,
 )
-from keras_jepa.models.xrm import XRM
+from keras_jepa.models.xrm.model import XRM
 
 QUICK = os.environ.get("KERAS_JEPA_GUIDE_QUICK", "0") not in ("0", "")
 STEPS = 100 if QUICK else 1000  # the official ColorMNIST runs use 1001 steps
@@ -144,7 +144,7 @@ for name, m_hat, split in (("train", m_tr, train), ("validation", m_va, val)):
 """
 In a real problem there is no planted split to compare with. The official recipe chooses
 XRM's hyperparameters by the largest *final flip rate* over a random search
-(`keras_jepa.evaluation.environment_discovery.search_xrm` does it), which needs no group
+(`keras_jepa.models.xrm.discovery.search_xrm` does it), which needs no group
 label either.
 
 ## Saving and resuming
@@ -212,7 +212,7 @@ print("linear ERM, test accuracy per group (2y + m):", metrics["per_group"])
 """
 ## Real benchmarks
 
-`keras_jepa.data.spurious` loads Waterbirds/CelebA-style folders with a metadata CSV
+`keras_jepa.models.xrm.data` loads Waterbirds/CelebA-style folders with a metadata CSV
 (`read_group_metadata`, `load_images`) and precomputed features (`load_feature_arrays`,
 including the official `features.pt`). The program
 `applications/discover_environments.py` (also `keras-jepa xrm`) runs phase 1 and phase 2

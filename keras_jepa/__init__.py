@@ -10,7 +10,7 @@ from keras_jepa.backend.select import choose_default_backend as _choose
 
 _choose()
 
-from keras_jepa import applications, data, evaluation, layers, masks, models  # noqa: E402
-from keras_jepa import vistallm  # noqa: E402
-from keras_jepa import distribute  # noqa: E402
+from keras_jepa import backend, data, layers, masks, training  # noqa: E402
+from keras_jepa import presets, models, evaluation, checkpoints  # noqa: E402
+from keras_jepa import applications, distribute  # noqa: E402
 from keras_jepa.version import __version__  # noqa: E402

@@ -1,7 +1,8 @@
 """The official JEPA modules re-implemented in float64 numpy, straight from their state
 dicts (torch layouts, official key names): the encoder (I-JEPA, V-JEPA, V-JEPA 2) and the
 predictor (I-JEPA: one mask token, 2-D sin-cos; V-JEPA: mask_tokens list, 3-D sin-cos;
-V-JEPA 2: RoPE over the concatenated context and target positions). Written from the
+V-JEPA 2: RoPE over the concatenated context and target positions), and the attentive
+probe (``official_probe_state_dict`` / ``official_probe_forward``). Written from the
 reference algorithm, independently of keras_jepa's code, for converter parity tests.
 """
 
@@ -189,3 +190,110 @@ def reference_predictor_forward(state, context, context_ids, target_ids, grid, h
     tokens = _layer_norm(tokens, s["predictor_norm.weight"], s["predictor_norm.bias"], eps)
     tokens = tokens[:, context_ids.shape[1]:]
     return tokens @ s["predictor_proj.weight"].T + s["predictor_proj.bias"]
+
+# ---------------------------------------------------------------------------------------
+# The official attentive probe (V-JEPA ``AttentiveClassifier``: V-JEPA 1 cross-attention
+# then self-attention blocks; V-JEPA 2 self-attention blocks then cross-attention), shared
+# by the probe and converter tests.
+# ---------------------------------------------------------------------------------------
+
+PROBE_DIM, PROBE_HEADS, PROBE_CLASSES = 32, 4, 7
+
+
+def official_probe_state_dict(variant, depth, rng, with_unused_proj=True):
+    """Random weights under the exact official keys, torch layouts, ``module.`` prefix."""
+    state = {"pooler.query_tokens": rng.normal(0, 1, (1, 1, PROBE_DIM))}
+
+    def linear(prefix, out, inp):
+        state[f"{prefix}.weight"] = rng.normal(0, 1 / math.sqrt(inp), (out, inp))
+        state[f"{prefix}.bias"] = rng.normal(0, 0.1, (out,))
+
+    def norm(prefix):
+        state[f"{prefix}.weight"] = 1 + rng.normal(0, 0.2, (PROBE_DIM,))
+        state[f"{prefix}.bias"] = rng.normal(0, 0.2, (PROBE_DIM,))
+
+    cross = "pooler.cross_attention_block"
+    norm(f"{cross}.norm1")
+    linear(f"{cross}.xattn.q", PROBE_DIM, PROBE_DIM)
+    linear(f"{cross}.xattn.kv", 2 * PROBE_DIM, PROBE_DIM)
+    if variant == "vjepa" and with_unused_proj:
+        linear(f"{cross}.xattn.proj", PROBE_DIM, PROBE_DIM)
+    norm(f"{cross}.norm2")
+    linear(f"{cross}.mlp.fc1", 4 * PROBE_DIM, PROBE_DIM)
+    linear(f"{cross}.mlp.fc2", PROBE_DIM, 4 * PROBE_DIM)
+    for i in range(depth - 1):
+        prefix = f"pooler.blocks.{i}"
+        norm(f"{prefix}.norm1")
+        linear(f"{prefix}.attn.qkv", 3 * PROBE_DIM, PROBE_DIM)
+        linear(f"{prefix}.attn.proj", PROBE_DIM, PROBE_DIM)
+        norm(f"{prefix}.norm2")
+        linear(f"{prefix}.mlp.fc1", 4 * PROBE_DIM, PROBE_DIM)
+        linear(f"{prefix}.mlp.fc2", PROBE_DIM, 4 * PROBE_DIM)
+    linear("linear", PROBE_CLASSES, PROBE_DIM)
+    return {"module." + k: v.astype(np.float32) for k, v in state.items()}
+
+
+def _probe_ln(x, w, b, eps=1e-5):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+def _probe_lin(x, s, prefix):
+    return x @ s[f"{prefix}.weight"].T + s[f"{prefix}.bias"]
+
+
+def _probe_gelu(x):
+    from scipy.special import erf
+
+    return 0.5 * x * (1 + erf(x / math.sqrt(2)))
+
+
+def _probe_softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def _probe_attend(q, k, v):
+    """Heads split as in the official reshape ``(B, n, H, hd)``; scale ``hd ** -0.5``."""
+    b, n, _ = q.shape
+    hd = PROBE_DIM // PROBE_HEADS
+    split = lambda t: t.reshape(b, t.shape[1], PROBE_HEADS, hd).transpose(0, 2, 1, 3)  # noqa: E731
+    a = _probe_softmax(split(q) @ split(k).transpose(0, 1, 3, 2) * hd**-0.5)
+    return (a @ split(v)).transpose(0, 2, 1, 3).reshape(b, n, PROBE_DIM)
+
+
+def _probe_mlp(x, s, prefix):
+    return _probe_lin(_probe_gelu(_probe_lin(x, s, f"{prefix}.fc1")), s, f"{prefix}.fc2")
+
+
+def _probe_self_block(x, s, prefix):
+    h = _probe_ln(x, s[f"{prefix}.norm1.weight"], s[f"{prefix}.norm1.bias"])
+    qkv = _probe_lin(h, s, f"{prefix}.attn.qkv")
+    d = PROBE_DIM
+    attended = _probe_attend(qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:])
+    x = x + _probe_lin(attended, s, f"{prefix}.attn.proj")
+    h = _probe_ln(x, s[f"{prefix}.norm2.weight"], s[f"{prefix}.norm2.bias"])
+    return x + _probe_mlp(h, s, f"{prefix}.mlp")
+
+
+def official_probe_forward(state, x, variant, depth):
+    """float64 numpy forward of the official AttentiveClassifier from its state dict."""
+    s = {k[len("module."):]: v.astype(np.float64) for k, v in state.items()}
+    x = x.astype(np.float64)
+    blocks = [f"pooler.blocks.{i}" for i in range(depth - 1)]
+    if variant == "vjepa2":
+        for prefix in blocks:
+            x = _probe_self_block(x, s, prefix)
+    c = "pooler.cross_attention_block"
+    q = np.repeat(s["pooler.query_tokens"], x.shape[0], axis=0)
+    kv_in = _probe_ln(x, s[f"{c}.norm1.weight"], s[f"{c}.norm1.bias"])
+    kv = _probe_lin(kv_in, s, f"{c}.xattn.kv")
+    q = q + _probe_attend(_probe_lin(q, s, f"{c}.xattn.q"), kv[..., :PROBE_DIM],
+                          kv[..., PROBE_DIM:])  # no proj
+    q = q + _probe_mlp(_probe_ln(q, s[f"{c}.norm2.weight"], s[f"{c}.norm2.bias"]), s, f"{c}.mlp")
+    if variant == "vjepa":
+        for prefix in blocks:
+            q = _probe_self_block(q, s, prefix)
+    return _probe_lin(q[:, 0], s, "linear")

@@ -5,7 +5,9 @@ import runpy
 
 import pytest
 
-GUIDES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guides")
+from tests.test_case import REPO_ROOT
+
+GUIDES = os.path.join(REPO_ROOT, "guides")
 
 # guide file -> a line its quick run must print
 EXPECTED = {

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 import keras_jepa
+from tests.test_case import run_keras_file_test
 
 
 def _package_modules():
@@ -49,9 +50,18 @@ def test_saved_attentive_probe_reloads_after_importing_everything(tmp_path):
     _package_modules()  # VistaLLM's tokenizer included
     probe = AttentiveClassifier(num_classes=3, embed_dim=8, num_heads=2)
     x = np.random.default_rng(0).random((2, 5, 8)).astype("float32")
-    expected = keras.ops.convert_to_numpy(probe(x))
-    path = str(tmp_path / "probe.keras")
-    probe.save(path)
-    restored = keras.saving.load_model(path)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(x)), expected,
-                               rtol=1e-6, atol=1e-6)
+    run_keras_file_test(probe, tmp_path / "probe.keras", call=lambda p: p(x), rtol=1e-6,
+                        atol=1e-6)
+
+
+def test_families_register_their_presets_at_import():
+    from keras_jepa.presets.registry import PRESETS
+
+    # ViT architecture presets (models/vit) and released checkpoints and probes
+    # (models/jepa) are registered by importing keras_jepa alone.
+    assert PRESETS["vit_tiny_patch16_224"]["class"] == "VisionTransformer"
+    assert PRESETS["vjepa2_vitl16_256"]["source"].endswith(".pt")
+    assert any(e.get("class") == "AttentiveClassifier" for e in PRESETS.values())
+    encoder = keras_jepa.models.VisionTransformer.from_preset(
+        "vit_tiny_patch16_224", image_size=32, depth=1)
+    assert encoder.num_tokens() == 4

@@ -7,7 +7,7 @@ gives one encoder as a backbone. ``keras-jepa presets`` lists the names;
 checkpoints you trained with the official code, into presets.
 """
 
-from keras_jepa.applications.converters import (
+from keras_jepa.checkpoints.converters import (
     build_model_from_arch,
     cache_root,
     checkpoint_path,
@@ -16,12 +16,8 @@ from keras_jepa.applications.converters import (
     load_checkpoint_weights,
     load_probe_checkpoint,
 )
-from keras_jepa.applications.preset_registry import (
-    OFFICIAL_PRESETS,
-    OFFICIAL_PROBES,
-    PRESETS,
-    UNSUPPORTED_RELEASES,
-)
-from keras_jepa.models.ijepa import IJEPA
-from keras_jepa.models.vision_transformer import VisionTransformer
-from keras_jepa.models.vjepa import VJEPA
+from keras_jepa.models.jepa.ijepa import IJEPA
+from keras_jepa.models.jepa.presets import OFFICIAL_PRESETS, OFFICIAL_PROBES, UNSUPPORTED_RELEASES
+from keras_jepa.models.jepa.vjepa import VJEPA
+from keras_jepa.models.vit.vision_transformer import VisionTransformer
+from keras_jepa.presets.registry import PRESETS

@@ -192,6 +192,14 @@ def checkpoint_format(path):
     )
 
 
+def can_read_pickles():
+    """Whether PyTorch pickles (``.pth``/``.pt``, zip or legacy) can be read here: they need
+    torch installed (safetensors and ``.npz`` files do not)."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
 def read_checkpoint(path):
     """Reads a checkpoint file into nested dicts/lists of numpy arrays.
 

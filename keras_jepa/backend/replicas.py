@@ -20,7 +20,7 @@ Per backend:
 
 * JAX: identity (SPMD: the step sees the global batch, sharded by the compiler);
 * torch: with a ``torch.distributed`` group of more than one process (``torchrun``, see
-  ``keras_jepa.distribute``), an all-gather whose backward sums the gradient over the ranks
+  ``keras_jepa.backend.distribution``), an all-gather whose backward sums the gradient over the ranks
   and keeps the local rows (``keras_jepa.backend.torch_distributed``);
 * TensorFlow: inside a ``tf.distribute`` replica context with more than one replica
   (``MirroredStrategy``/``TPUStrategy`` ``fit``), ``ReplicaContext.all_gather``, which is
@@ -90,3 +90,53 @@ def replica_offset(local_batch_size):
         if context is not None:
             return context.replica_id_in_sync_group * local_batch_size
     return 0
+
+
+def gather_check(dist, rows=2, width=3):
+    """``gather_across_replicas`` of rows holding each replica's index, in a replica
+    context, and the gradient of ``sum(gathered * c)`` (``c = arange``) for the local rows.
+
+    Returns ``{"gathered": [[...]], "offset": int, "grad": [[...]]}`` (replica 0's view on
+    TensorFlow; this rank's on torch)."""
+    import numpy as np
+
+    n = dist.num_replicas
+    weights = np.arange(n * rows * width, dtype="float32").reshape(n * rows, width)
+    if dist.backend == "tensorflow" and dist.tf_strategy is not None:
+        import tensorflow as tf
+
+        strategy = dist.tf_strategy
+
+        def local(context):
+            return tf.fill((rows, width), tf.cast(context.replica_id_in_sync_group, "float32"))
+
+        values = strategy.experimental_distribute_values_from_function(local)
+
+        def step(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                gathered = gather_across_replicas(x)
+                loss = tf.reduce_sum(gathered[: n * rows] * weights)
+            return gathered, replica_offset(rows), tape.gradient(loss, x)
+
+        gathered, offset, grad = strategy.run(step, args=(values,))
+        first = strategy.experimental_local_results
+        return {"gathered": np.asarray(first(gathered)[0]).tolist(),
+                "offset": int(first(offset)[0]), "grad": np.asarray(first(grad)[0]).tolist()}
+    if dist.backend == "torch":
+        import torch
+
+        from keras_jepa.backend import torch_distributed
+
+        n = torch_distributed.world_size()
+        weights = weights[: n * rows]
+        x = torch.full((rows, width), float(dist.rank), requires_grad=True)
+        gathered = gather_across_replicas(x)
+        (gathered * torch.from_numpy(weights)).sum().backward()
+        return {"gathered": gathered.detach().numpy().tolist(),
+                "offset": int(replica_offset(rows)), "grad": x.grad.numpy().tolist()}
+    import keras
+
+    x = keras.ops.zeros((n * rows, width))  # JAX SPMD: the step already sees every row
+    return {"gathered": keras.ops.convert_to_numpy(gather_across_replicas(x)).tolist(),
+            "offset": int(replica_offset(rows)), "grad": None}

@@ -29,7 +29,7 @@ rows ``r * B ...`` of ``mask_sampler(num_shards * B, step)``. The shards of one 
 are therefore exactly the batch an unsharded dataset with batch size ``num_shards * B`` gives
 (same files, augmentations and masks), every process sees different data and masks, and
 every shard has the same number of batches (``drop_remainder`` is required).
-``keras_jepa.distribute`` calls ``shard`` with the process rank and count.
+``keras_jepa.backend.distribution`` calls ``shard`` with the process rank and count.
 
 Skipped files. A file that cannot be decoded (or, for video, is too short) is marked in a
 status array shared with worker processes (an anonymous shared-memory buffer, inherited by

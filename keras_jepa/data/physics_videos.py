@@ -634,7 +634,7 @@ def write_video(video, path, fps=10):
 def write_voe_dataset(dataset, folder, format="mp4", fps=10):
     """Writes :func:`make_voe_dataset` pairs in the GRASP layout
     (``folder/P_<property>/<scene>.<ext>`` and ``folder/IP_<property>/<scene>.<ext>``),
-    so ``keras_jepa.data.load_voe_pairs(folder, "grasp")`` reads them back. Returns the folder.
+    so ``keras_jepa.evaluation.load_voe_pairs(folder, "grasp")`` reads them back. Returns the folder.
 
     Example:
 

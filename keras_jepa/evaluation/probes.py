@@ -143,7 +143,7 @@ def probe_optimizer(total_steps, lr=1e-3, final_lr=0.0, weight_decay=0.01,
     >>> round(float(opt.learning_rate), 6)  # the value used by the first update
     0.001
     """
-    from keras_jepa.optimizers import CosineSchedule, JEPAAdamW, WarmupCosineSchedule
+    from keras_jepa.training.optimizers import CosineSchedule, JEPAAdamW, WarmupCosineSchedule
 
     total_steps = max(int(total_steps), 1)
     schedule = WarmupCosineSchedule(

@@ -38,7 +38,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_jepa.models.jepa import layer_norm_no_affine
+from keras_jepa.models.jepa.base import layer_norm_no_affine
 
 AGGREGATIONS = ("mean", "max")
 

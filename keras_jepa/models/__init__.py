@@ -1,9 +1,10 @@
-"""Backbones and method models."""
+"""Backbones and method models, one folder per family (see CONTRIBUTING.md); this module
+gathers their public names."""
 
-from keras_jepa.models.backbone import Backbone
-from keras_jepa.models.group_robust import ERM, GroupDRO
-from keras_jepa.models.ijepa import IJEPA
-from keras_jepa.models.iwm import (
+from keras_jepa.presets.mixin import Backbone
+from keras_jepa.models.xrm.group_robust import ERM, GroupDRO
+from keras_jepa.models.jepa.ijepa import IJEPA
+from keras_jepa.models.iwm.model import (
     IWM,
     IWM_RECIPES,
     ConditionedPredictor,
@@ -12,11 +13,11 @@ from keras_jepa.models.iwm import (
     finetune_optimizer,
     iwm_recipe,
 )
-from keras_jepa.models.jepa import JEPA
-from keras_jepa.models.llip import CLIP, Llip, SigLIP
-from keras_jepa.models.predictor import JEPAPredictor
-from keras_jepa.models.text_encoder import TextEncoder
-from keras_jepa.models.vedit import (
+from keras_jepa.models.jepa.base import JEPA
+from keras_jepa.models.llip.model import CLIP, Llip, SigLIP
+from keras_jepa.models.jepa.predictor import JEPAPredictor
+from keras_jepa.models.llip.text_encoder import TextEncoder
+from keras_jepa.models.vedit.model import (
     VEDIT,
     DiTBlock,
     classification_roles,
@@ -25,6 +26,7 @@ from keras_jepa.models.vedit import (
     planning_roles,
     random_roles,
 )
-from keras_jepa.models.vision_transformer import VIT_SIZES, VisionTransformer
-from keras_jepa.models.vjepa import VJEPA
-from keras_jepa.models.xrm import XRM
+from keras_jepa.models.vit.vision_transformer import VIT_SIZES, VisionTransformer
+from keras_jepa.models.jepa.vjepa import VJEPA
+from keras_jepa.models.xrm.model import XRM
+from keras_jepa.models.vistallm.model import VistaLLM

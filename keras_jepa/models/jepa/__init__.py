@@ -1,0 +1,8 @@
+"""I-JEPA, V-JEPA and V-JEPA 2: the JEPA base model (context encoder, EMA target encoder,
+predictor), the predictors (StoP included), the official recipes and the released presets."""
+
+from keras_jepa.models.jepa.base import JEPA
+from keras_jepa.models.jepa.ijepa import IJEPA
+from keras_jepa.models.jepa.predictor import JEPAPredictor
+from keras_jepa.models.jepa.vjepa import VJEPA
+from keras_jepa.models.jepa import presets  # noqa: F401  (registers the released checkpoints)

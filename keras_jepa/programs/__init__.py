@@ -1,0 +1,1 @@
+"""The command-line programs behind ``keras-jepa <subcommand>`` (see ``keras_jepa.cli``)."""

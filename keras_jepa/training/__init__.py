@@ -1,0 +1,1 @@
+"""Training utilities shared by the families: optimizers and schedules, run logging."""
