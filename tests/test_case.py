@@ -158,3 +158,13 @@ def run_keras_file_test(model, path, call, atol=1e-6, rtol=0.0):
     if call is not None:
         assert_allclose_structure(call(loaded), call(model), atol=atol, rtol=rtol)
     return loaded
+
+
+BACKENDS = ("jax", "torch", "tensorflow")
+
+
+def assigned_backend(name, names):
+    """The one backend process that runs the backend-independent check ``name`` of the
+    sorted list ``names``: round-robin over jax, torch, tensorflow, so the three per-backend
+    pytest processes share such checks (guides) instead of each repeating all of them."""
+    return BACKENDS[sorted(names).index(name) % len(BACKENDS)]
