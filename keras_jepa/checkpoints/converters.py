@@ -440,6 +440,19 @@ def export_official_state(model):
 # ---------------------------------------------------------------------------------------
 
 
+
+def report_and_save(model, reports, output_dir=None, verbose=True):
+    """The end of every conversion: print the per-part reports, save ``model`` as a preset
+    folder in ``output_dir`` (if given), return ``(model, reports)``."""
+    if verbose:
+        for name, report in reports.items():
+            print(f"{name}: {report}")
+    if output_dir:
+        model.save_to_preset(output_dir)
+        if verbose:
+            print(f"saved preset to {output_dir}")
+    return model, reports
+
 def convert_checkpoint(checkpoint, output_dir=None, arch=None, encoder="target",
                        encoder_only=False, strict=True, allow_missing=False, verbose=True):
     """Converts a checkpoint into a keras_jepa model and (optionally) a preset folder.
@@ -484,14 +497,7 @@ def convert_checkpoint(checkpoint, output_dir=None, arch=None, encoder="target",
     if kind == "hf" and "predictor" not in parts and not encoder_only and verbose:
         print("note: this Hugging Face model has no predictor; the predictor is freshly "
               "initialised (fine for feature extraction; train it before using surprise).")
-    if verbose:
-        for name, report in reports.items():
-            print(f"{name}: {report}")
-    if output_dir:
-        model.save_to_preset(output_dir)
-        if verbose:
-            print(f"saved preset to {output_dir}")
-    return model, reports
+    return report_and_save(model, reports, output_dir, verbose)
 
 
 # ---------------------------------------------------------------------------------------
@@ -623,8 +629,11 @@ def download_checkpoint(name, entry, verbose=True):
     return path
 
 
-def ensure_converted(name, entry, verbose=True):
-    """The folder of the converted preset ``name``; downloads and converts on first use."""
+def ensure_converted(name, entry, verbose=True, convert=None):
+    """The folder of the converted preset ``name``; downloads and converts on first use.
+
+    ``convert(path, folder, arch=name, verbose=...)`` writes the preset folder from the
+    downloaded file (default: :func:`convert_checkpoint`; other formats pass theirs)."""
     from keras_jepa.presets import storage as preset_utils
 
     if not entry.get("supported", True) or entry.get("class") in (None,):
@@ -652,7 +661,7 @@ def ensure_converted(name, entry, verbose=True):
     if os.path.isdir(tmp):
         shutil.rmtree(tmp)  # left by an interrupted conversion
     try:
-        convert_checkpoint(path, tmp, arch=name, verbose=verbose)
+        (convert or convert_checkpoint)(path, tmp, arch=name, verbose=verbose)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

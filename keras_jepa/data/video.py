@@ -22,6 +22,7 @@ frames over the segment, then its last frame repeated).
 
 import os
 import re
+import threading
 
 import numpy as np
 
@@ -34,6 +35,9 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".m
 # fraction of the wanted frames were decoded (frame counts in headers can be a few frames
 # off); otherwise the file counts as unreadable (truncated).
 _MIN_DECODED_FRACTION = 0.75
+
+# Tag of the random stream that draws each batch's clip length (see ``VideoDataset``).
+_CLIP_LENGTH_STREAM = 2
 
 _CSV_LINE = re.compile(r"^(?P<path>.*?)[\s,]+(?P<label>-?\d+)\s*$")
 
@@ -270,7 +274,13 @@ class VideoDataset(FileDataset):
         source: a directory (searched recursively), a CSV file (``path [label]`` lines), or
             a list of video paths.
         batch_size: clips per batch.
-        frames_per_clip: frames per clip (V-JEPA: 16).
+        frames_per_clip: frames per clip (V-JEPA: 16), or a list of clip lengths (the
+            official V-JEPA 2 ``dataset_fpcs`` groups): each batch then holds clips of one
+            length, drawn per batch from ``(seed, epoch, batch index)`` with probabilities
+            ``clip_length_weights`` (default equal), so every batch keeps a static shape
+            and a jitted step compiles once per length. ``clip_length_at(epoch, index)``
+            gives a batch's length.
+        clip_length_weights: sampling weights of the clip lengths (``None``: equal).
         frame_step: frames between samples (V-JEPA: 4).
         num_clips: clips per video, one per equal segment (V-JEPA pretraining: 1).
         image_size: output side of the default transform.
@@ -284,7 +294,9 @@ class VideoDataset(FileDataset):
         exact_stride: take frames exactly ``frame_step`` apart instead of the official
             spacing.
         shuffle, seed, drop_remainder, mask_sampler: as in
-            :class:`~keras_jepa.data.ImageFolderDataset`.
+            :class:`~keras_jepa.data.ImageFolderDataset`; with several clip lengths
+            ``mask_sampler`` may be a dict ``{clip length: sampler}`` (a mask grid depends
+            on the number of frames), and each batch uses its length's sampler.
         extensions: file endings to keep when scanning a folder.
         decode_threads: FFmpeg threads per decode (default 1: parallelism comes from
             ``workers``; 0 lets FFmpeg choose, for ``workers=1`` on a many-core machine).
@@ -334,9 +346,17 @@ class VideoDataset(FileDataset):
         workers=1,
         use_multiprocessing=False,
         max_queue_size=10,
+        clip_length_weights=None,
     ):
+        lengths = (list(frames_per_clip) if isinstance(frames_per_clip, (list, tuple))
+                   else [frames_per_clip])
+        if not lengths or len(set(lengths)) != len(lengths):
+            raise ValueError(
+                f"frames_per_clip must be an int or a list of distinct ints; got "
+                f"{frames_per_clip!r}."
+            )
         for name, value in (
-            ("frames_per_clip", frames_per_clip),
+            *(("frames_per_clip", length) for length in lengths),
             ("frame_step", frame_step),
             ("num_clips", num_clips),
         ):
@@ -367,7 +387,26 @@ class VideoDataset(FileDataset):
             )
         if transform is None:
             transform = video_transform(image_size)
-        self.frames_per_clip = int(frames_per_clip)
+        self.clip_lengths = tuple(int(t) for t in lengths)
+        self.frames_per_clip = self.clip_lengths[0] if len(lengths) == 1 else self.clip_lengths
+        if clip_length_weights is not None:
+            weights = np.asarray(clip_length_weights, dtype="float64")
+            if weights.shape != (len(lengths),) or (weights < 0).any() or weights.sum() <= 0:
+                raise ValueError(
+                    f"clip_length_weights must be {len(lengths)} non-negative numbers, one "
+                    f"per clip length {list(self.clip_lengths)}; got {clip_length_weights!r}."
+                )
+            clip_length_weights = tuple(float(w) for w in weights / weights.sum())
+        self.clip_length_weights = clip_length_weights
+        self._local = threading.local()
+        if isinstance(mask_sampler, dict):
+            missing = set(self.clip_lengths) - set(mask_sampler)
+            if missing:
+                raise ValueError(
+                    f"mask_sampler has no sampler for clip length(s) {sorted(missing)}; give "
+                    f"one per length of {list(self.clip_lengths)}."
+                )
+            mask_sampler = _MasksByClipLength(mask_sampler, self)
         self.frame_step = int(frame_step)
         self.num_clips = int(num_clips)
         self.random_clip_start = bool(random_clip_start)
@@ -393,11 +432,35 @@ class VideoDataset(FileDataset):
             max_queue_size=max_queue_size,
         )
 
+    def clip_length_at(self, epoch, index):
+        """Frames per clip of batch ``index`` of ``epoch`` (a pure function of the seed, the
+        epoch and the batch index; the same for every shard of a global batch)."""
+        if len(self.clip_lengths) == 1:
+            return self.clip_lengths[0]
+        rng = np.random.default_rng([self.seed, _CLIP_LENGTH_STREAM, int(epoch), int(index)])
+        return self.clip_lengths[int(rng.choice(len(self.clip_lengths),
+                                                p=self.clip_length_weights))]
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)) and len(self):
+            self._local.frames = self.clip_length_at(self.epoch, int(index) % len(self))
+        return super().__getitem__(index)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_local", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._local = threading.local()
+
     def clip_indices(self, num_frames, rng):
-        """The ``(num_clips, frames_per_clip)`` frame indices for a ``num_frames`` video."""
+        """The ``(num_clips, frames_per_clip)`` frame indices for a ``num_frames`` video
+        (with several clip lengths: the length of the batch being loaded)."""
         return clip_indices(
             num_frames,
-            self.frames_per_clip,
+            getattr(self._local, "frames", self.clip_lengths[0]),
             self.frame_step,
             self.num_clips,
             rng,
@@ -424,3 +487,16 @@ class VideoDataset(FileDataset):
     def make_sample(self, raw, rng):
         clips = [super(VideoDataset, self).make_sample(clip, rng) for clip in raw]
         return clips[0] if self.num_clips == 1 else np.stack(clips)
+
+
+class _MasksByClipLength:
+    """The mask sampler of a dataset with several clip lengths: batch ``step`` (``epoch *
+    len(dataset) + index``) gets the sampler of its clip length."""
+
+    def __init__(self, samplers, dataset):
+        self.samplers = dict(samplers)
+        self.dataset = dataset
+
+    def __call__(self, batch_size, step):
+        epoch, index = divmod(int(step), len(self.dataset))
+        return self.samplers[self.dataset.clip_length_at(epoch, index)](batch_size, step)

@@ -184,7 +184,9 @@ def first_occurrence_mask(indices):
     """``True`` where an index differs from its left neighbour, ``False`` at a repeat.
 
     Samplers pad a short mask by repeating some of its tokens and sort every row, so repeats are
-    adjacent; this mask lets a loss count every distinct target token once.
+    adjacent; this mask lets a loss count every distinct target token once (the JEPA models
+    do it in ``keras.ops`` with ``keras_jepa.models.jepa.base.first_occurrence_weights``,
+    which also accepts unsorted rows).
 
     Example:
 

@@ -70,9 +70,11 @@ class MultiBlockMask(MaskSampler):
     images per device, whatever the batch size or device count here; no block geometry is
     resampled or biased. Target blocks larger than Kt lose random tokens (holes that are neither
     context nor target); blocks smaller than Kt, and the rare contexts shorter than Kc, carry
-    duplicates, which count twice in a plain mean loss and get twice the attention weight as
-    keys. With the official configuration Kc = 69 and Kt = 44 (the official mean counts are
-    68.3 and 44.2; the target blocks' areas are 35, 36, 42, 48 or 54): about 63% of batches pad
+    duplicates, which get twice the attention weight as keys; the JEPA losses weight target
+    tokens by first occurrence (``keras_jepa.models.jepa.base.first_occurrence_weights``), so
+    every real target token counts once, as in the official loss over unpadded masks. With
+    the official configuration Kc = 69 and Kt = 44 (the official mean counts are 68.3 and
+    44.2; the target blocks' areas are 35, 36, 42, 48 or 54): about 63% of batches pad
     their targets with 2, 8 or 9 repeats per block, 37% drop 4 or 10 tokens per block, and
     about 1% of contexts are padded. The union of the four targets covers 43.7% of the grid
     against 44.9% officially.

@@ -71,6 +71,40 @@ class WarmupCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 @keras.saving.register_keras_serializable(package="keras_jepa")
+class LinearDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """``ref + min(s / total, 1) * (final - ref)``: the V-JEPA 2 cooldown's learning rate,
+    a straight line from ``ref`` to ``final`` over ``total_steps`` with no warmup (official
+    ``LinearDecaySchedule``; there ``total = ipe_scale * epochs * ipe`` with ``ipe_scale``
+    1.25, so the run stops at 80% of the line). Past ``total_steps`` it stays at ``final``
+    (the official line would continue below it; no official run gets there).
+
+    Example:
+
+    >>> s = LinearDecaySchedule(5.25e-4, 1e-6, total_steps=100)
+    >>> round(float(s(0)), 8), round(float(s(49)), 8), round(float(s(99)), 8)
+    (0.00051976, 0.000263, 1e-06)
+    """
+
+    def __init__(self, ref_value, final_value, total_steps, offset=1):
+        if total_steps <= 0:
+            raise ValueError(f"total_steps must be > 0; got {total_steps}.")
+        self.ref_value = float(ref_value)
+        self.final_value = float(final_value)
+        self.total_steps = int(total_steps)
+        self.offset = int(offset)
+
+    def __call__(self, step):
+        progress = ops.minimum(_step(step, self.offset) / self.total_steps, 1.0)
+        return self.ref_value + progress * (self.final_value - self.ref_value)
+
+    def get_config(self):
+        return {
+            "ref_value": self.ref_value, "final_value": self.final_value,
+            "total_steps": self.total_steps, "offset": self.offset,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_jepa")
 class CosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """``final + (ref - final) * 0.5 * (1 + cos(pi * s / total))``, clamped between the two
     values: the official weight-decay schedule (0.04 -> 0.4, i.e. it *increases*)."""

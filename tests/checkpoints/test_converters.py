@@ -571,3 +571,43 @@ def test_encoder_arch_with_full_checkpoint_reads_the_predictor_size(tmp_path):
     assert type(model) is IJEPA and reports["predictor"].missing == []
     assert (model.predictor.hidden_dim, model.predictor.depth, model.predictor.num_heads) == (
         arch["predictor_dim"], arch["predictor_depth"], 4)
+
+
+@pytest.mark.parametrize("family", ["vjepa", "vjepa2"])
+def test_mask_token_follows_the_official_rule_per_mask_config(family, converted):
+    """V-JEPA picks mask token ``i`` for mask config ``i``; V-JEPA 2 picks it by clip-length
+    group, so with one clip length both configs use token 0 (``PredictorMultiSeqWrapper``)."""
+    arch, _, spec = FAMILIES[family]
+    ckpt, preset = converted[family]
+    model = VJEPA.from_preset(preset)
+    assert model.mask_token_by == ("clip_length" if spec["rope"] else "config")
+    rng = np.random.default_rng(3)
+    x = _input(arch, rng)
+    n = int(np.prod(spec["grid"]))
+    # Two mask configs of different sizes, each row its own (unsorted) split.
+    splits = [np.stack([rng.permutation(n) for _ in range(2)]) for _ in range(2)]
+    contexts = [splits[0][:, :5], splits[1][:, :3]]
+    targets = [splits[0][:, 5:], splits[1][:, 3:]]
+    out = model({"videos": x, "context_indices": [c.astype("int32") for c in contexts],
+                 "target_indices": [t.astype("int32") for t in targets]})
+    rope = True if spec["rope"] else None
+    worst, other_rule = 0.0, 0.0
+    for i, (ctx_ids, tgt_ids) in enumerate(zip(contexts, targets)):
+        context = reference_forward(_strip(ckpt["encoder"]), x, arch["patch_size"],
+                                    arch["num_heads"], tubelet=2, token_indices=ctx_ids,
+                                    rope_tiled=rope)
+        official = 0 if spec["rope"] else i
+        pred = keras.ops.convert_to_numpy(out["predictions"][i]).astype(np.float64)
+        for index in (official, 1 - official):
+            ref = reference_predictor_forward(
+                _strip(ckpt["predictor"]), context, ctx_ids, tgt_ids, spec["grid"],
+                arch["predictor_heads"], mask_index=index, rope_tiled=rope)
+            diff = np.abs(pred - ref).max()
+            if index == official:
+                worst = max(worst, diff)
+            else:
+                other_rule = max(other_rule, diff)
+    print(f"\nPARITY {keras.backend.backend()} {family} mask tokens per config: max abs "
+          f"diff {worst:.2e} (other rule: {other_rule:.2e})")
+    assert worst <= ATOL
+    assert other_rule > 100 * ATOL  # the other rule's token gives other outputs

@@ -39,19 +39,73 @@ def layer_norm_no_affine(x, epsilon=1e-5):
     return (x - mean) * ops.rsqrt(var + epsilon)
 
 
-def smooth_l1(pred, target, beta=1.0):
-    """Mean smooth-L1 (Huber with ``beta``), float32."""
+def first_occurrence_weights(indices):
+    """``(B, K)`` float32: 1 at the first occurrence of each index of a row, 0 at a repeat.
+
+    The mask samplers pad a mask shorter than its static budget by repeating some of its
+    tokens; weighting the loss with this counts every real token once, as the official loss
+    (over the unpadded masks) does. Rows need not be sorted: each row is sorted with
+    ``argsort``, repeats are found next to each other, and the flags go back to the original
+    positions (static shapes, no loop over the batch).
+
+    Example:
+
+    >>> import numpy as np
+    >>> first_occurrence_weights(np.array([[3, 0, 3, 7]])).tolist()
+    [[1.0, 1.0, 0.0, 1.0]]
+    """
+    indices = ops.cast(indices, "int32")
+    order = ops.argsort(indices, axis=-1)
+    ordered = ops.take_along_axis(indices, order, axis=-1)
+    first = ops.concatenate(
+        [ops.ones_like(ordered[:, :1], dtype="bool"),
+         ops.not_equal(ordered[:, 1:], ordered[:, :-1])],
+        axis=-1,
+    )
+    # ``argsort`` of a permutation is its inverse: back to the original positions.
+    inverse = ops.argsort(order, axis=-1)
+    return ops.cast(ops.take_along_axis(first, inverse, axis=-1), "float32")
+
+
+def _reduce(loss, weights):
+    """Mean of a per-element loss ``(B, K, D)``, or, with ``(B, K)`` token weights, the
+    weighted mean over tokens (each token's mean over ``D`` counts ``weight`` times)."""
+    if weights is None:
+        return ops.mean(loss)
+    total, count = weighted_token_sum(loss, weights)
+    return total / count
+
+
+def weighted_token_sum(loss, weights):
+    """``(sum over tokens of weight * mean over D, sum of weights)`` of a ``(B, K, D)`` loss."""
+    weights = ops.cast(weights, "float32")
+    return ops.sum(ops.mean(loss, axis=-1) * weights), ops.sum(weights)
+
+
+def smooth_l1_elements(pred, target, beta=1.0):
+    """Element-wise smooth-L1 (Huber with ``beta``), float32."""
     diff = ops.abs(ops.cast(pred, "float32") - ops.cast(target, "float32"))
-    loss = ops.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta)
-    return ops.mean(loss)
+    return ops.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta)
 
 
-def lp_loss(pred, target, exponent=1.0):
-    """V-JEPA's ``mean(|pred - target| ** p) / p`` (``p = 1``: L1), float32."""
+def smooth_l1(pred, target, beta=1.0, weights=None):
+    """Mean smooth-L1 (Huber with ``beta``), float32; ``weights (B, K)`` weight the tokens
+    (e.g. :func:`first_occurrence_weights`)."""
+    return _reduce(smooth_l1_elements(pred, target, beta), weights)
+
+
+def lp_loss_elements(pred, target, exponent=1.0):
+    """Element-wise ``|pred - target| ** p / p``, float32."""
     diff = ops.abs(ops.cast(pred, "float32") - ops.cast(target, "float32"))
     if exponent != 1.0:
         diff = ops.power(diff, exponent)
-    return ops.mean(diff) / exponent
+    return diff / exponent
+
+
+def lp_loss(pred, target, exponent=1.0, weights=None):
+    """V-JEPA's ``mean(|pred - target| ** p) / p`` (``p = 1``: L1), float32; ``weights
+    (B, K)`` weight the tokens (e.g. :func:`first_occurrence_weights`)."""
+    return _reduce(lp_loss_elements(pred, target, exponent), weights)
 
 
 def resolve_encoder(encoder):

@@ -5,7 +5,9 @@ import keras
 from keras import ops
 
 from keras_jepa.layers.token_ops import gather_tokens
-from keras_jepa.models.jepa.base import JEPA, resolve_encoder, smooth_l1
+from keras_jepa.models.jepa.base import (
+    JEPA, first_occurrence_weights, resolve_encoder, smooth_l1_elements, weighted_token_sum,
+)
 from keras_jepa.models.jepa.predictor import JEPAPredictor
 
 
@@ -21,7 +23,9 @@ class IJEPA(JEPA):
     As officially: the context encoder sees each context mask (stacked along the batch);
     every (context, target) pair is predicted, ordered target-major; targets are the
     layer-normed (no affine) target-encoder features of the full image; the loss is the
-    mean smooth-L1 (beta 1).
+    mean smooth-L1 (beta 1) over the distinct target tokens of each row (a mask padded to
+    its static budget repeats tokens; the repeats get weight 0, as in the official loss
+    over the unpadded masks).
 
     Args:
         encoder: ``VisionTransformer`` image encoder (I-JEPA uses ``sincos_order="wh"``).
@@ -103,11 +107,15 @@ class IJEPA(JEPA):
         return {"predictions": predictions}
 
     def prediction_loss(self, x, y_pred):
+        """Mean smooth-L1 over every predicted (context, target) token, each distinct target
+        token of a row counted once: a mask padded to its static budget repeats some tokens,
+        and the repeats get weight 0 (the official loss averages over the unpadded masks)."""
         h = self.target_features(x["images"])
         num_contexts = len(x["context_indices"])
-        losses = []
+        total, count = 0.0, 0.0
         for target, pred in zip(x["target_indices"], y_pred["predictions"]):
-            h_t = gather_tokens(h, target)
-            h_t = ops.concatenate([h_t] * num_contexts, axis=0)
-            losses.append(smooth_l1(pred, h_t))
-        return ops.mean(ops.stack(losses))
+            h_t = ops.concatenate([gather_tokens(h, target)] * num_contexts, axis=0)
+            weights = ops.concatenate([first_occurrence_weights(target)] * num_contexts, axis=0)
+            part, n = weighted_token_sum(smooth_l1_elements(pred, h_t), weights)
+            total, count = total + part, count + n
+        return total / count

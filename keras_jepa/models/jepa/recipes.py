@@ -10,9 +10,10 @@ A run is built from a :class:`PretrainConfig`:
   normalisation) with a ``MultiBlockMask``, an :class:`ArrayImageDataset` for arrays, or
   ``VideoDataset`` (``video_transform``) with a ``MultiBlockMask3D``;
 * the model: ``IJEPA`` or ``VJEPA`` (context encoder, EMA target encoder, predictor);
-* the optimizer: ``JEPAAdamW`` with ``WarmupCosineSchedule`` (lr), ``CosineSchedule``
-  (weight decay) and the EMA momentum ramp, all sized from ``epochs x steps_per_epoch``
-  (``x ipe_scale``, as officially);
+* the optimizer: ``JEPAAdamW`` with ``WarmupCosineSchedule`` (lr; ``LinearDecaySchedule``
+  for the V-JEPA 2 cooldown configs), ``CosineSchedule`` (weight decay) and the EMA
+  momentum ramp, all sized from ``epochs x steps_per_epoch`` (``x ipe_scale``, as
+  officially);
 * ``fit`` with ``shuffle=False`` (the dataset shuffles itself from ``(seed, epoch)``; Keras
   would reorder batches with Python's global RNG, which a resumed run cannot replay), a
   progress bar, ``CSVLogger``, optional ``TensorBoard``, ``ModelCheckpoint`` and
@@ -31,6 +32,12 @@ EMA deferral: the target update of optimizer step ``s`` runs at the start of ste
 (see ``keras_jepa.models.jepa.base``), so the saved target encoder lags the online encoder by one
 EMA update, a difference of ``(1 - m) * (online - target)`` with ``m`` near 1 at the end of the
 run.
+
+V-JEPA 2 trains in two phases: ``vjepa2_vitl16`` (16 frames, 256 px, warmup then constant
+lr) and a cooldown (``vjepa2_*_cooldown``: 64 frames, 256 or 384 px, linear lr decay to
+1e-6, fewer clips per device) started from the first phase's weights with
+``pretrain(init_from=<run folder or preset>)``. ``clip_lengths`` trains on several clip
+lengths in one run (the official ``dataset_fpcs``), one length per batch.
 
 Official configs (facts: research ``jepa-reference.md`` §1.3, §1.4, §2.3, §2.4, §3.1) keep the
 official numbers, including the global batch size; ``pretrain`` uses the batch size you give
@@ -80,6 +87,8 @@ class PretrainConfig:
         warmup_epochs, epochs: the official warmup and run length in epochs; a run of another
             length keeps the warmup fraction ``warmup_epochs / epochs``.
         cosine_lr: ``False``: constant ``lr`` after warmup (V-JEPA 2 pretraining phase).
+        linear_decay: the V-JEPA 2 cooldown's lr: a straight line ``lr -> final_lr`` over
+            the schedule length, no warmup (``LinearDecaySchedule``).
         weight_decay: ``(start, end)`` cosine (0.04 -> 0.4), equal values for a constant.
         ema_momentum: ``(m0, m1)`` linear ramp, equal values for a constant.
         ipe_scale: the schedules (and the EMA ramp) span ``ipe_scale x`` the run (V-JEPA:
@@ -94,6 +103,11 @@ class PretrainConfig:
             (informational: ``pretrain`` takes the batch size to use).
         crop_scale: random-resized-crop area range.
         frames_per_clip, frame_step: video clip sampling.
+        clip_lengths: several frames-per-clip groups in one run (the official V-JEPA 2
+            ``dataset_fpcs``, distinct values in order), or ``None`` (one:
+            ``frames_per_clip``). Each batch holds one length (drawn per batch, equal
+            weights), with its own mask grid; the encoder and predictor are built for the
+            longest (``num_frames``); V-JEPA 2's predictor picks its mask token by group.
         steps_per_epoch: official iterations per "epoch" for video (300), ``None`` = a pass
             over the data.
 
@@ -132,6 +146,7 @@ class PretrainConfig:
     warmup_epochs: float = 40
     epochs: int = 300
     cosine_lr: bool = True
+    linear_decay: bool = False
     weight_decay: tuple = (0.04, 0.4)
     ema_momentum: tuple = (0.996, 1.0)
     ipe_scale: float = 1.0
@@ -143,6 +158,7 @@ class PretrainConfig:
     frames_per_clip: int = 16
     frame_step: int = 4
     steps_per_epoch: Optional[int] = None
+    clip_lengths: Optional[tuple] = None
 
     def replace(self, **changes):
         """A copy with some fields changed (``dataclasses.replace``).
@@ -246,6 +262,47 @@ CONFIGS["ijepa_stop_vith16_in1k"] = CONFIGS["ijepa_vith14_in1k"].replace(
 )
 
 
+# V-JEPA 2 cooldown (configs/train/*/cooldown-*px-64f.yaml, ``is_anneal: true``): 64
+# frames, no warmup, lr 5.25e-4 -> 1e-6 in a straight line over 1.25 x the run, constant EMA
+# and wd, started from the pretraining phase's weights (``pretrain(init_from=...)``; CLI
+# ``--init-from``). Global batch 3072 as in pretraining, fewer clips per device.
+_COOLDOWN = dict(num_frames=64, frames_per_clip=64, start_lr=5.25e-4, lr=5.25e-4,
+                 final_lr=1e-6, warmup_epochs=0, epochs=40, linear_decay=True,
+                 ipe_scale=1.25, batch_size=3072, per_device_batch_size=12)
+_GIANT = dict(hidden_dim=1408, depth=40, num_heads=22, mlp_ratio=48 / 11)
+for _name, _overrides, _text in (
+    ("vjepa2_vitl16_cooldown", {}, "ViT-L/16, 64x256"),
+    ("vjepa2_vith16_cooldown", dict(hidden_dim=1280, depth=32, num_heads=16),
+     "ViT-H/16, 64x256"),
+    # The official vitg 256px cooldown config says 4 epochs of 30 iterations (a placeholder,
+    # kept as written); 384px runs 40 x 300 as the L and H ones.
+    ("vjepa2_vitg16_cooldown", dict(epochs=4, steps_per_epoch=30, per_device_batch_size=6,
+                                    **_GIANT), "ViT-g/16, 64x256"),
+    ("vjepa2_vitg16_384_cooldown", dict(image_size=384, per_device_batch_size=6, **_GIANT),
+     "ViT-g/16, 64x384"),
+):
+    CONFIGS[_name] = CONFIGS["vjepa2_vitl16"].replace(
+        name=_name, description=f"V-JEPA 2 {_text}, cooldown phase, linear lr decay "
+        "(official; start it from a pretraining run with init_from)",
+        **{**_COOLDOWN, **_overrides},
+    )
+# Tiny V-JEPA 2 pair for a CPU: 8 frames x 32 px, then a cooldown at 16 frames x 48 px.
+CONFIGS["vjepa2_tiny_cpu"] = CONFIGS["vjepa_tiny_cpu"].replace(
+    name="vjepa2_tiny_cpu", position_embedding="rope", uniform_power=False,
+    num_mask_tokens=10, start_lr=1e-4, lr=5.25e-4, final_lr=5.25e-4, cosine_lr=False,
+    weight_decay=(0.04, 0.04), ema_momentum=(0.99925, 0.99925), ipe_scale=1.0,
+    grad_clip=None,
+    description="V-JEPA 2 ViT 64-wide, depth 4, RoPE, 8 frames x 32px (CPU minutes)",
+)
+CONFIGS["vjepa2_cooldown_tiny_cpu"] = CONFIGS["vjepa2_tiny_cpu"].replace(
+    name="vjepa2_cooldown_tiny_cpu", image_size=48, num_frames=16, frames_per_clip=16,
+    start_lr=5.25e-4, final_lr=1e-6, warmup_epochs=0, epochs=10, linear_decay=True,
+    ipe_scale=1.25,
+    description="V-JEPA 2 tiny cooldown: 16 frames x 48px, linear lr decay (from "
+                "vjepa2_tiny_cpu with init_from)",
+)
+
+
 def get_config(name):
     """The named :class:`PretrainConfig` (a copy), or the config itself if given one.
 
@@ -306,8 +363,21 @@ def build_encoder(config, name=None):
     return VisionTransformer(**kwargs)
 
 
-def build_mask_sampler(config, seed=0):
-    """The mask sampler of ``config`` (``MultiBlockMask`` or ``MultiBlockMask3D``).
+def clip_lengths(config):
+    """The frames-per-clip groups of a video ``config``: ``config.clip_lengths``, or
+    ``[frames_per_clip]``.
+
+    Example:
+
+    >>> clip_lengths(get_config("vjepa_tiny_cpu").replace(clip_lengths=(4, 8)))
+    [4, 8]
+    """
+    return [int(t) for t in (config.clip_lengths or [config.frames_per_clip])]
+
+
+def build_mask_sampler(config, seed=0, num_frames=None):
+    """The mask sampler of ``config`` (``MultiBlockMask`` or ``MultiBlockMask3D``; videos:
+    for clips of ``num_frames`` frames, default ``config.num_frames``).
 
     Example:
 
@@ -323,7 +393,7 @@ def build_mask_sampler(config, seed=0):
         # per-device batch size (64 for the StoP ViT-H recipe, 128 for I-JEPA).
         masks = {"reference_batch_size": config.per_device_batch_size, **(config.masks or {})}
         return MultiBlockMask(grid_size=(grid, grid), seed=seed, **masks)
-    frames = config.num_frames // config.tubelet_size
+    frames = (num_frames or config.num_frames) // config.tubelet_size
     return MultiBlockMask3D(grid_size=(frames, grid, grid), configs=config.masks, seed=seed)
 
 
@@ -351,7 +421,7 @@ def build_model(config, encoder=None, ema_steps=None):
             common.update(stochastic_positions=True, stop_std=config.stop_std)
         return IJEPA(encoder, **common)
     return VJEPA(encoder, num_mask_tokens=config.num_mask_tokens, loss_exp=config.loss_exp,
-                 **common)
+                 clip_lengths=config.clip_lengths, **common)
 
 
 def build_optimizer(config, total_steps, warmup_steps, steps_per_epoch=0):
@@ -364,12 +434,17 @@ def build_optimizer(config, total_steps, warmup_steps, steps_per_epoch=0):
     >>> round(float(opt.learning_rate), 6)  # value used by the first update
     0.00028
     """
-    from keras_jepa.training.optimizers import CosineSchedule, JEPAAdamW, WarmupCosineSchedule
-
-    lr = WarmupCosineSchedule(
-        config.start_lr, config.lr, config.final_lr, warmup_steps=warmup_steps,
-        total_steps=total_steps, cosine=config.cosine_lr,
+    from keras_jepa.training.optimizers import (
+        CosineSchedule, JEPAAdamW, LinearDecaySchedule, WarmupCosineSchedule,
     )
+
+    if config.linear_decay:
+        lr = LinearDecaySchedule(config.lr, config.final_lr, total_steps=total_steps)
+    else:
+        lr = WarmupCosineSchedule(
+            config.start_lr, config.lr, config.final_lr, warmup_steps=warmup_steps,
+            total_steps=total_steps, cosine=config.cosine_lr,
+        )
     wd0, wd1 = config.weight_decay
     wd = CosineSchedule(wd0, wd1, total_steps) if wd0 != wd1 else float(wd0)
     return JEPAAdamW(
@@ -393,8 +468,8 @@ def build_dataset(config, data, batch_size, seed=0, workers=1, labels=None,
         ImageFolderDataset, VideoDataset, image_transform, video_transform,
     )
 
-    masks = build_mask_sampler(config, seed=seed)
     if config.kind == "image":
+        masks = build_mask_sampler(config, seed=seed)
         transform = image_transform(config.image_size, scale=tuple(config.crop_scale))
         if isinstance(data, np.ndarray):
             return ArrayImageDataset(data, batch_size, transform=transform, labels=labels,
@@ -403,7 +478,13 @@ def build_dataset(config, data, batch_size, seed=0, workers=1, labels=None,
                                   transform=transform, labels=None, seed=seed,
                                   mask_sampler=masks, workers=workers)
     transform = video_transform(config.image_size, scale=tuple(config.crop_scale))
-    dataset = VideoDataset(data, batch_size, frames_per_clip=config.frames_per_clip,
+    if config.clip_lengths:
+        # One clip length per batch, each with the mask grid of its frame count.
+        frames = clip_lengths(config)
+        masks = {t: build_mask_sampler(config, seed=seed, num_frames=t) for t in frames}
+    else:
+        frames, masks = config.frames_per_clip, build_mask_sampler(config, seed=seed)
+    dataset = VideoDataset(data, batch_size, frames_per_clip=frames,
                            frame_step=config.frame_step, image_size=config.image_size,
                            transform=transform, labels=None, seed=seed, mask_sampler=masks,
                            workers=workers, short_videos=short_videos)
@@ -486,6 +567,7 @@ def config_from_official(official):
     rope = bool(model.get("use_rope", False))
     masks = official.get("mask") or []
     fpcs = data.get("dataset_fpcs") or [data.get("num_frames", 16)]
+    groups = tuple(dict.fromkeys(int(t) for t in fpcs))  # distinct, in order
     base = "vjepa2_vitl16" if rope else "vjepa_vitl16"
     overrides = dict(
         name="official_vjepa2" if rope else "official_vjepa",
@@ -501,8 +583,12 @@ def config_from_official(official):
         predictor_heads=(int(model["pred_num_heads"]) if model.get("pred_num_heads")
                          else None),
         num_mask_tokens=max(len(masks), 1) * (len(fpcs) if rope else 1),
+        frames_per_clip=int(max(fpcs)),
+        clip_lengths=groups if len(groups) > 1 else None,
         **common,
     )
+    if opt.get("is_anneal"):
+        overrides.update(linear_decay=True, warmup_epochs=0)
     if opt.get("clip_grad") is not None:
         overrides["grad_clip"] = float(opt["clip_grad"])
     if (official.get("loss") or {}).get("loss_exp") is not None:
