@@ -11,6 +11,7 @@
 import numpy as np
 
 from keras_jepa.checkpoints.weight_porting import _block_entries, assign_weights, export_state_dict
+from keras_jepa.evaluation.probes import ProbeGrid
 from keras_jepa.layers.attentive_pooler import VJEPA1_UNUSED_KEYS, AttentiveClassifier
 
 
@@ -89,6 +90,26 @@ def load_official_probe(classifier, state_dict, strict=True, allow_missing=False
     return assign_weights(
         attentive_probe_entries(classifier), state_dict, strict=strict,
         allow_missing=allow_missing, strip=("module.",), drop=drop, what="probe state dict")
+
+
+def load_official_probe_grid(grid, state_dicts, strict=True, allow_missing=False):
+    """Writes a V-JEPA 2 probe file's list of heads (``checkpoint["classifiers"]``, one per
+    point of its lr / wd grid) into a :class:`~keras_jepa.evaluation.probes.ProbeGrid`, head
+    ``k`` into ``grid.probes[k]`` (see :func:`load_official_probe`). Returns the reports.
+
+    Example:
+
+    >>> grid = ProbeGrid(3, 8, num_probes=2, num_heads=2, variant="vjepa2", depth=1)
+    >>> heads = [export_official_probe(probe) for probe in grid.probes]
+    >>> [len(r.loaded) for r in load_official_probe_grid(grid, heads)]
+    [15, 15]
+    """
+    state_dicts = list(state_dicts)
+    if len(state_dicts) != grid.num_probes:
+        raise ValueError(
+            f"{len(state_dicts)} probe state dicts for a grid of {grid.num_probes} probes.")
+    return [load_official_probe(probe, state, strict=strict, allow_missing=allow_missing)
+            for probe, state in zip(grid.probes, state_dicts)]
 
 
 def export_official_probe(classifier):

@@ -6,6 +6,7 @@ models such as IWM's classifier can use it); its official weights load through
 
 from keras_jepa.layers.attentive_pooler import (  # noqa: F401
     DEFAULT_DEPTH,
+    LINEAR_INITS,
     PROBE_VARIANTS,
     VJEPA1_UNUSED_KEYS,
     AttentiveClassifier,

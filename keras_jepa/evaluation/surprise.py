@@ -24,7 +24,13 @@ matched with impossible ``i``):
 * absolute accuracy (max): the threshold is the possible videos' max-surprise at sorted
   index ``ceil(0.9 n)`` (clipped to the last one), and a video counts as right when
   ``possible < threshold`` or ``impossible > threshold``;
+* best absolute accuracy (max): the same single-video rule at the best of 100 evenly
+  spaced thresholds from the lowest possible to the highest impossible max-surprise (an
+  oracle threshold, chosen on the evaluated videos);
 * AUROC with ``-surprise`` as the score of being possible (ties count one half);
+* AUPRC with the same score and positive class (possible): the trapezoidal area under the
+  precision-recall points (``auc(recall, precision)`` of scikit-learn's
+  ``precision_recall_curve``, not the step-wise average precision);
 * bootstrap confidence intervals of the pairwise accuracy, resampling pairs.
 
 The paper's headline number per property is the best row (context length) of the pairwise
@@ -383,6 +389,82 @@ def auroc(possible, impossible):
     return float(less + 0.5 * ties)
 
 
+def best_absolute_accuracy(possible, impossible, num_thresholds=100,
+                           return_threshold=False):
+    """The official "best absolute accuracy": the single-video accuracy of
+    :func:`absolute_accuracy`'s rule (possible right below the threshold, impossible above
+    it, both strict) at the best of ``num_thresholds`` evenly spaced thresholds from the
+    lowest possible score to the highest impossible score (first one on ties).
+
+    The threshold is picked on the scored videos themselves, so this is an upper bound of
+    what a fixed threshold reaches. (The official code divides by twice the number of
+    possible videos; for matched pairs that is the number of videos, as here.)
+
+    Example:
+
+    >>> best_absolute_accuracy([1.0, 2.0, 3.0], [2.5, 4.0, 5.0])  # threshold between 2 and 2.5
+    0.8333333333333334
+    """
+    p = np.asarray(possible, "float64").reshape(-1)
+    i = np.asarray(impossible, "float64").reshape(-1)
+    if not len(p) or not len(i):
+        raise ValueError(
+            f"Need possible and impossible scores; got {len(p)} and {len(i)}.")
+    thresholds = np.linspace(p.min(), i.max(), int(num_thresholds))
+    right = (p[None, :] < thresholds[:, None]).sum(1) + (i[None, :] > thresholds[:, None]).sum(1)
+    accuracy = right / (len(p) + len(i))
+    best = int(np.argmax(accuracy))
+    if return_threshold:
+        return float(accuracy[best]), float(thresholds[best])
+    return float(accuracy[best])
+
+
+def precision_recall(possible, impossible):
+    """Recall and precision of "possible" (positive, score ``-surprise``) at every distinct
+    threshold, from the strictest to the loosest, after the point ``(recall 0, precision
+    1)``: the points of scikit-learn's ``precision_recall_curve``, in increasing recall.
+
+    Example:
+
+    >>> r, p = precision_recall([0.1, 0.3], [0.2])
+    >>> r.tolist(), p.round(3).tolist()
+    ([0.0, 0.5, 0.5, 1.0], [1.0, 1.0, 0.5, 0.667])
+    """
+    p = np.asarray(possible, "float64").reshape(-1)
+    i = np.asarray(impossible, "float64").reshape(-1)
+    if not len(p):
+        raise ValueError("Need at least one possible video (the positive class).")
+    surprise = np.concatenate([p, i])
+    positive = np.concatenate([np.ones(len(p)), np.zeros(len(i))])
+    order = np.argsort(surprise, kind="stable")      # least surprising (most possible) first
+    surprise, positive = surprise[order], positive[order]
+    last = np.r_[np.flatnonzero(np.diff(surprise) != 0), len(surprise) - 1]
+    true_pos = np.cumsum(positive)[last]
+    predicted = last + 1.0
+    return np.r_[0.0, true_pos / len(p)], np.r_[1.0, true_pos / predicted]
+
+
+def auprc(possible, impossible, method="trapezoid"):
+    """Area under the precision-recall curve of "possible" (positive, score ``-surprise``).
+
+    ``method="trapezoid"`` (official: ``auc(recall, precision)`` over the points of
+    :func:`precision_recall`) joins the points by straight lines; ``"step"`` is the
+    average precision ``sum_k (R_k - R_{k-1}) P_k`` (scikit-learn's
+    ``average_precision_score``), which does not interpolate and is usually lower.
+
+    Example:
+
+    >>> round(auprc([0.1, 0.3], [0.2]), 4), round(auprc([0.1, 0.3], [0.2], "step"), 4)
+    (0.7917, 0.8333)
+    """
+    recall, precision = precision_recall(possible, impossible)
+    if method == "trapezoid":
+        return float(np.sum(np.diff(recall) * (precision[1:] + precision[:-1]) / 2.0))
+    if method == "step":
+        return float(np.sum(np.diff(recall) * precision[1:]))
+    raise ValueError(f"method must be 'trapezoid' or 'step'; got {method!r}.")
+
+
 def bootstrap_ci(possible, impossible, num_samples=1000, confidence=0.95, seed=0):
     """Percentile bootstrap interval of :func:`pairwise_accuracy`, resampling pairs.
 
@@ -403,7 +485,9 @@ def bootstrap_ci(possible, impossible, num_samples=1000, confidence=0.95, seed=0
 def voe_metrics(possible_surprise, impossible_surprise, context_lengths=None):
     """The official metric rows from aligned surprises ``(P, num_context_lengths, W)`` of
     possible and impossible videos: one row per context length and ``"filtered"``, each
-    ``{"pairwise_avg", "pairwise_max", "absolute_max", "auroc_avg", "auroc_max"}``.
+    ``{"pairwise_avg", "pairwise_max", "absolute_max", "best_absolute_max", "auroc_avg",
+    "auroc_max", "auprc_avg", "auprc_max"}`` (``_avg`` / ``_max``: mean or max surprise
+    over the windows).
 
     Example:
 
@@ -424,8 +508,11 @@ def voe_metrics(possible_surprise, impossible_surprise, context_lengths=None):
             "pairwise_avg": pairwise_accuracy(pm, im),
             "pairwise_max": pairwise_accuracy(px, ix),
             "absolute_max": absolute_accuracy(px, ix),
+            "best_absolute_max": best_absolute_accuracy(px, ix),
             "auroc_avg": auroc(pm, im),
             "auroc_max": auroc(px, ix),
+            "auprc_avg": auprc(pm, im),
+            "auprc_max": auprc(px, ix),
         }
     return rows
 
@@ -436,8 +523,8 @@ def property_table(possible_surprise, impossible_surprise, properties, context_l
     the paper reports, with its row, a bootstrap interval, and the other metrics of that
     row; plus ``"all"`` over every pair.
 
-    Returns ``{property: {"pairwise_avg", "pairwise_max", "absolute_max", "auroc_avg",
-    "auroc_max", "best_row", "ci", "num_pairs"}}``.
+    Returns ``{property: {...the metrics of voe_metrics..., "best_row", "ci",
+    "num_pairs"}}``.
 
     Example:
 
@@ -487,6 +574,36 @@ def format_table(tables, title=None):
         count = next(iter(tables.values()))[prop]["num_pairs"]
         lines.append(f"{prop:<{width}} {count:>6}  " + "  ".join(f"{c:<16}" for c in cells))
     return "\n".join(line.rstrip() for line in lines)
+
+
+METRIC_COLUMNS = (
+    ("pairwise_avg", "rel avg"), ("pairwise_max", "rel max"), ("absolute_max", "abs max"),
+    ("best_absolute_max", "best abs"), ("auroc_avg", "AUROC avg"),
+    ("auroc_max", "AUROC max"), ("auprc_avg", "AUPRC avg"), ("auprc_max", "AUPRC max"),
+)
+
+
+def format_metrics(table, title=None):
+    """Text table of every metric (in %) of one :func:`property_table` result, at each
+    property's best context row: relative (pairwise) accuracy, absolute and best absolute
+    accuracy, AUROC and AUPRC.
+
+    Example:
+
+    >>> row = dict.fromkeys([k for k, _ in METRIC_COLUMNS], 0.5)
+    >>> text = format_metrics({"a": dict(row, best_row=4, num_pairs=2)})
+    >>> text.splitlines()[0].split()[:6], text.splitlines()[1].split()[:5]
+    (['property', 'pairs', 'row', 'rel', 'avg', 'rel'], ['a', '2', '4', '50.0', '50.0'])
+    """
+    lines = [title] if title else []
+    width = max([20] + [len(str(p)) for p in table])
+    lines.append(f"{'property':<{width}} {'pairs':>6}  {'row':<8} "
+                 + " ".join(f"{name:>9}" for _, name in METRIC_COLUMNS))
+    for prop, row in table.items():
+        cells = " ".join(f"{100 * row[key]:9.1f}" for key, _ in METRIC_COLUMNS)
+        lines.append(f"{prop:<{width}} {row['num_pairs']:>6}  {str(row['best_row']):<8} "
+                     + cells)
+    return "\n".join(lines)
 
 
 def plot_surprise_pair(possible, impossible, path, window_starts=None, splice=None,

@@ -25,6 +25,14 @@ exact-GELU MLP of ratio 4; LayerNorms with PyTorch's default ``eps=1e-5`` (the p
 Sub-layers carry the official names, so ``keras_jepa.checkpoints.probes`` maps every
 official key (``pooler.query_tokens``, ``pooler.cross_attention_block.xattn.kv.weight``,
 ``pooler.blocks.{i}.attn.qkv.weight``, ``linear.bias``...) to its Keras variable.
+
+Initialisation, as officially: the pooler (query token, attention, MLP) draws its kernels
+from a normal of std ``init_std`` (0.02) with zero biases, and divides ``attn.proj`` /
+``mlp.fc2`` by the depth factor; the classifier ``linear`` is *not* re-initialised by the
+pooler's ``_init_weights`` and keeps PyTorch's ``nn.Linear`` default (kaiming-uniform with
+``a = sqrt(5)``): kernel and bias both uniform in ``[-1/sqrt(D), 1/sqrt(D)]``, variance
+``1 / (3 D)``. ``linear_init="normal"`` gives the linear layer the pooler's init instead
+(normal of std ``init_std``, zero bias).
 """
 
 import math
@@ -39,6 +47,10 @@ from keras_jepa.layers.mlp import MLP
 from keras_jepa.layers.transformer_block import TransformerBlock
 
 PROBE_VARIANTS = ("vjepa", "vjepa2")
+
+# Initialisations of the classifier ``linear``: PyTorch's nn.Linear default (official), or
+# the pooler's normal init.
+LINEAR_INITS = ("pytorch", "normal")
 
 # The official default number of probe blocks per variant (V-JEPA 1: one cross-attention
 # block; V-JEPA 2 configs: ``num_probe_blocks: 4``, i.e. 3 self-attention blocks + 1).
@@ -138,6 +150,9 @@ class AttentiveClassifier(keras.Model):
         layer_norm_epsilon: 1e-5 (``nn.LayerNorm``'s default, what the probes use).
         init_std: 0.02; ``fc2`` / ``attn.proj`` kernels get the official
             ``1/sqrt(2 * layer_id)`` rescaling.
+        linear_init: init of the classifier ``linear``: ``"pytorch"`` (official: kernel and
+            bias uniform in ``[-1/sqrt(embed_dim), 1/sqrt(embed_dim)]``, as ``nn.Linear``
+            leaves them) or ``"normal"`` (normal of std ``init_std``, zero bias).
         flash_attention: passed to ``keras.ops.dot_product_attention``.
 
     Example:
@@ -150,10 +165,13 @@ class AttentiveClassifier(keras.Model):
 
     def __init__(self, num_classes, embed_dim, num_heads=16, variant="vjepa", depth=None,
                  mlp_ratio=4.0, qkv_bias=True, layer_norm_epsilon=1e-5, init_std=0.02,
-                 flash_attention=None, **kwargs):
+                 linear_init="pytorch", flash_attention=None, **kwargs):
         super().__init__(**kwargs)
         if variant not in PROBE_VARIANTS:
             raise ValueError(f"variant must be one of {PROBE_VARIANTS}; got {variant!r}.")
+        if linear_init not in LINEAR_INITS:
+            raise ValueError(
+                f"linear_init must be one of {LINEAR_INITS}; got {linear_init!r}.")
         depth = DEFAULT_DEPTH[variant] if depth is None else depth
         if not isinstance(depth, (int, np.integer)) or depth < 1:
             raise ValueError(f"depth must be an int >= 1; got {depth!r}.")
@@ -171,6 +189,7 @@ class AttentiveClassifier(keras.Model):
         self.qkv_bias = bool(qkv_bias)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.init_std = float(init_std)
+        self.linear_init = linear_init
         self.flash_attention = flash_attention
 
         common = dict(dtype=self.dtype_policy)
@@ -194,9 +213,15 @@ class AttentiveClassifier(keras.Model):
                 flash_attention=self.flash_attention, name=f"blocks_{i}", **common)
             for i in range(num_blocks)
         ]
+        if linear_init == "pytorch":
+            bound = 1.0 / math.sqrt(self.embed_dim)  # kaiming_uniform(a=sqrt(5)): 1/sqrt(fan_in)
+            kernel_init = keras.initializers.RandomUniform(-bound, bound)
+            bias_init = keras.initializers.RandomUniform(-bound, bound)
+        else:
+            kernel_init, bias_init = normal_init(self.init_std), "zeros"
         self.linear = keras.layers.Dense(
-            self.num_classes, kernel_initializer=normal_init(self.init_std), name="linear",
-            **common)
+            self.num_classes, kernel_initializer=kernel_init, bias_initializer=bias_init,
+            name="linear", **common)
         self.build((None, None, self.embed_dim))
 
     def build(self, input_shape):
@@ -247,6 +272,6 @@ class AttentiveClassifier(keras.Model):
             "num_heads": self.num_heads, "variant": self.variant, "depth": self.depth,
             "mlp_ratio": self.mlp_ratio, "qkv_bias": self.qkv_bias,
             "layer_norm_epsilon": self.layer_norm_epsilon, "init_std": self.init_std,
-            "flash_attention": self.flash_attention,
+            "linear_init": self.linear_init, "flash_attention": self.flash_attention,
         })
         return config

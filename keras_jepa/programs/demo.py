@@ -185,6 +185,7 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
 
     from keras_jepa.evaluation.surprise import (
         aggregate_surprise,
+        format_metrics,
         format_table,
         plot_surprise_pair,
         property_table,
@@ -308,6 +309,9 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
         tables,
         title="pairwise accuracy (%), avg surprise, best context row [bootstrap 95% CI]:",
     ))
+    say()
+    say(format_metrics(tables["trained"], title="trained V-JEPA, all metrics (%) of that "
+                       "row:"))
     say()
     say(format_table(condition_tables, title="by condition (few pairs each: a diagnostic, "
                      "not a result):"))

@@ -13,8 +13,14 @@ The body of ``applications/evaluate_probe.py`` and of the ``evaluate`` subcomman
    frames. ``--data digits`` uses the embedded scikit-learn digits and, with
    ``--pretrain-epochs``, first pretrains I-JEPA on the training split (no labels);
 3. features once per encoder (``extract_features``), then each probe trained with the
-   official recipe (AdamW, lr 1e-3 cosine to 0, wd 0.01 video / 0.001 images, grad clip 1)
-   and scored top-1 / top-5 on the validation split (softmax averaged over views);
+   official recipe and scored top-1 / top-5 on the validation split (softmax averaged over
+   views). ``--recipe vjepa1`` (default): one attentive probe, AdamW without decay on
+   biases and norms, lr 1e-3 cosine to 0, wd 0.01 video / 0.001 images, grad clip 1.
+   ``--recipe vjepa2``: V-JEPA 2's grid of attentive probes (4 blocks, 16 heads), trained
+   together in one ``fit`` on the same features, each with its own lr / wd (video: lr
+   {5e-3 ... 1e-4} x wd {0.01, 0.1, 0.4, 0.8}; images: the ImageNet grid), every weight
+   decayed, no clipping; every probe's accuracy is reported, and the best as
+   ``attentive``;
 4. the table printed and saved as ``metrics.csv``, ``metrics.json`` and ``metrics.md``.
 """
 
@@ -26,6 +32,7 @@ import time
 import numpy as np
 
 PROBES = ("attentive", "linear", "knn")
+RECIPES = {"vjepa1": "vjepa", "vjepa2": "vjepa2"}  # recipe -> its probe variant
 
 
 def add_arguments(parser):
@@ -63,10 +70,22 @@ def add_arguments(parser):
                         help="temporal segments per video (K400: 8, SSv2: 2)")
     parser.add_argument("--views", type=int, default=1,
                         help="spatial views per segment (official: 3)")
-    parser.add_argument("--probe-variant", default="vjepa", choices=["vjepa", "vjepa2"],
+    parser.add_argument("--recipe", default="vjepa1", choices=list(RECIPES),
+                        help="attentive-probe training: vjepa1 (one probe, --lr, "
+                             "--weight-decay, grad clip 1; default) or vjepa2 (a grid of "
+                             "probes trained together, one lr / weight decay each, the "
+                             "best reported)")
+    parser.add_argument("--grid-lrs", type=float, nargs="+", default=None,
+                        help="--recipe vjepa2: learning rates of the grid (default: the "
+                             "official 5e-3 3e-3 1e-3 3e-4 1e-4; images: the ImageNet "
+                             "grid)")
+    parser.add_argument("--grid-weight-decays", type=float, nargs="+", default=None,
+                        help="--recipe vjepa2: weight decays of the grid (default: the "
+                             "official 0.01 0.1 0.4 0.8)")
+    parser.add_argument("--probe-variant", default=None, choices=["vjepa", "vjepa2"],
                         help="attentive probe design: vjepa (cross-attention, extra "
                              "blocks after it) or vjepa2 (self-attention blocks over the "
-                             "tokens, then cross-attention); default vjepa")
+                             "tokens, then cross-attention); default: the recipe's")
     parser.add_argument("--probe-depth", type=int, default=None,
                         help="attentive probe blocks (default: the variant's, 1 vjepa, "
                              "4 vjepa2)")
@@ -75,10 +94,11 @@ def add_arguments(parser):
     parser.add_argument("--epochs", type=int, default=20, help="probe epochs (official 20)")
     parser.add_argument("--batch-size", type=int, default=16, help="probe batch size")
     parser.add_argument("--lr", type=float, default=1e-3,
-                        help="peak learning rate of the attentive probe (default 1e-3, "
-                             "cosine to 0)")
+                        help="peak learning rate of the attentive probe of --recipe "
+                             "vjepa1 (default 1e-3, cosine to 0)")
     parser.add_argument("--weight-decay", type=float, default=None,
-                        help="default: 0.01 for video, 0.001 for images")
+                        help="weight decay of the attentive and linear probes of --recipe "
+                             "vjepa1 (default: 0.01 for video, 0.001 for images)")
     parser.add_argument("--linear-lr", type=float, default=1e-2,
                         help="learning rate of the linear probe")
     parser.add_argument("--knn-k", type=int, default=20,
@@ -176,10 +196,31 @@ def random_like(encoder, seed=0):
 # --------------------------------------------------------------------------- probes
 
 
+def recipe_grid(video, lrs=None, weight_decays=None):
+    """The probe hyperparameters of ``--recipe vjepa2``: the official grid for video or
+    images, or the product of the given learning rates and weight decays (the official
+    video values fill in the one not given).
+
+    Example:
+
+    >>> len(recipe_grid(video=True)), len(recipe_grid(video=False))
+    (20, 21)
+    >>> [(h["lr"], h["weight_decay"]) for h in recipe_grid(True, lrs=[1e-3], weight_decays=[0.1])]
+    [(0.001, 0.1)]
+    """
+    from keras_jepa.evaluation.probes import (
+        PROBE_GRIDS, VJEPA2_GRID_LRS, VJEPA2_GRID_WEIGHT_DECAYS, probe_grid,
+    )
+
+    if lrs is None and weight_decays is None:
+        return PROBE_GRIDS["vjepa2_video" if video else "vjepa2_image"]
+    return probe_grid(lrs or VJEPA2_GRID_LRS, weight_decays or VJEPA2_GRID_WEIGHT_DECAYS)
+
+
 def run_probes(features, labels, probes=PROBES, num_heads=None, video=False, epochs=20,
                batch_size=16, lr=1e-3, weight_decay=None, linear_lr=1e-2,
-               variant="vjepa", depth=None, knn_k=20, knn_temperature=0.07, num_views=None,
-               seed=0, verbose=0):
+               variant=None, depth=None, knn_k=20, knn_temperature=0.07, num_views=None,
+               seed=0, recipe="vjepa1", grid=None, verbose=0):
     """Trains and scores each probe on precomputed token features.
 
     Args:
@@ -188,11 +229,21 @@ def run_probes(features, labels, probes=PROBES, num_heads=None, video=False, epo
         probes: subset of ``("attentive", "linear", "knn")``.
         num_heads: attentive-probe heads (default 16 for ``"vjepa2"``, else the largest of
             16, 8, 4, 2, 1 that divides the width).
-        video: selects the default weight decay (0.01 video, 0.001 images).
+        video: selects the default weight decay (0.01 video, 0.001 images) and the
+            default grid of ``recipe="vjepa2"``.
+        variant: attentive probe design; default: the recipe's (``"vjepa"`` for
+            ``"vjepa1"``, ``"vjepa2"`` for ``"vjepa2"``).
         num_views: ``V`` when the features have a view axis.
+        recipe: ``"vjepa1"`` (one attentive probe, ``lr`` / ``weight_decay``) or
+            ``"vjepa2"`` (a :class:`~keras_jepa.evaluation.probes.ProbeGrid` trained with
+            ``train_probe_grid``).
+        grid: ``recipe="vjepa2"``: one hyperparameter dict per probe (default
+            :func:`recipe_grid`).
 
     Returns:
-        A list of ``{"probe", "top1", "top5", "train_top1", "seconds"}`` rows.
+        A list of ``{"probe", "top1", "top5", "train_top1", "seconds"}`` rows. With
+        ``recipe="vjepa2"`` the ``"attentive"`` row is the best probe of the grid (highest
+        validation top-1), followed by one ``"attentive lr=... wd=..."`` row per probe.
 
     Example:
 
@@ -207,8 +258,13 @@ def run_probes(features, labels, probes=PROBES, num_heads=None, video=False, epo
 
     from keras_jepa.evaluation.attentive_probe import AttentiveClassifier
     from keras_jepa.evaluation.probes import (
-        LinearClassifier, knn_classify, topk_accuracy, train_probe,
+        LinearClassifier, ProbeGrid, knn_classify, topk_accuracy, train_probe,
+        train_probe_grid,
     )
+
+    if recipe not in RECIPES:
+        raise ValueError(f"Unknown recipe {recipe!r}; choose from {list(RECIPES)}.")
+    variant = variant or RECIPES[recipe]
 
     train_x, val_x = features["train"], features["val"]
     train_y, val_y = np.asarray(labels["train"]), np.asarray(labels["val"])
@@ -235,6 +291,21 @@ def run_probes(features, labels, probes=PROBES, num_heads=None, video=False, epo
                          "top5": topk_accuracy(votes, val_y, 5),
                          "train_top1": topk_accuracy(train_votes, train_y, 1),
                          "seconds": time.time() - start})
+            continue
+        if name == "attentive" and recipe == "vjepa2":
+            hyper = list(grid or recipe_grid(video))
+            model = ProbeGrid(num_classes, dim, len(hyper), num_heads=num_heads,
+                              variant=variant, depth=depth)
+            out = train_probe_grid(model, train_x, train_y, hyper, epochs=epochs,
+                                   batch_size=batch_size, num_views=num_views,
+                                   validation_data=(val_x, val_y), verbose=verbose)
+            seconds = time.time() - start
+            named = [("attentive", out["probes"][out["best"]])] + [
+                (f"attentive lr={p['lr']:g} wd={p['weight_decay']:g}", p)
+                for p in out["probes"]]
+            rows.extend({"probe": n, "top1": p["val"]["top1"], "top5": p["val"]["top5"],
+                         "train_top1": p["train"]["top1"], "seconds": seconds}
+                        for n, p in named)
             continue
         if name == "attentive":
             model = AttentiveClassifier(num_classes, dim, num_heads=num_heads,
@@ -376,6 +447,7 @@ def run_from_args(args):
             + (f", {args.segments} segment(s) x {args.views} view(s)" if video else ""))
         arrays = None
     num_views = args.views if (video and args.views > 1) else None
+    variant = args.probe_variant or RECIPES[args.recipe]
     rows = []
     for enc_name, encoder in encoders.items():
         feats, labels = {}, {}
@@ -392,7 +464,7 @@ def run_from_args(args):
             feats[split], labels[split] = np.asarray(f), y
         say(f"  {enc_name}: features {feats['train'].shape[1:]} in {time.time() - t0:.1f} s")
         heads = args.probe_heads
-        if heads is None and args.probe_variant == "vjepa":
+        if heads is None and variant == "vjepa":
             heads = getattr(encoder, "num_heads", None)
             if heads and feats["train"].shape[-1] % heads:
                 heads = None
@@ -400,15 +472,18 @@ def run_from_args(args):
                 feats, labels, probes=probes, num_heads=heads, video=video,
                 epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 weight_decay=args.weight_decay, linear_lr=args.linear_lr,
-                variant=args.probe_variant, depth=args.probe_depth, knn_k=args.knn_k,
-                knn_temperature=args.knn_temperature, num_views=num_views, seed=args.seed):
+                variant=variant, depth=args.probe_depth, knn_k=args.knn_k,
+                knn_temperature=args.knn_temperature, num_views=num_views, seed=args.seed,
+                recipe=args.recipe,
+                grid=(recipe_grid(video, args.grid_lrs, args.grid_weight_decays)
+                      if args.recipe == "vjepa2" else None)):
             row = {"encoder": enc_name, **row}
             rows.append(row)
             say(f"  {enc_name:>18} {row['probe']:>9}: top-1 {100 * row['top1']:5.1f}%  "
                 f"top-5 {100 * row['top5']:5.1f}%  ({row['seconds']:.1f} s)")
     meta = {"backend": keras.backend.backend(), "data": args.data,
             "seconds": time.time() - start, "probe_epochs": args.epochs,
-            "probe_variant": args.probe_variant, "seed": args.seed}
+            "probe_recipe": args.recipe, "probe_variant": variant, "seed": args.seed}
     save_results(rows, args.output, meta)
     say("")
     say(format_table(rows))

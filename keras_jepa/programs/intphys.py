@@ -5,8 +5,9 @@ Defaults per format (official configs): IntPhys 16-frame windows, frame step 2, 
 ``99 // 2`` frames, context lengths 2-10; GRASP 16 frames, step 10, contexts 2-10; InfLevel
 32 frames, step 5, contexts 4-20. The stride is 2. The table gives, per property, the
 pairwise accuracy with avg surprise at the best context row (the paper's headline), with a
-bootstrap 95% interval; ``results.json`` keeps every row and metric, and a PNG shows the
-surprise over time of the first pair.
+bootstrap 95% interval, then every metric of that row (relative accuracy avg/max, absolute
+and best absolute accuracy, AUROC and AUPRC avg/max); ``results.json`` keeps every row and
+metric, and a PNG shows the surprise over time of the first pair.
 """
 
 import json
@@ -80,6 +81,7 @@ def evaluate_folder(model, data, format, csv_files=None, priming=False, frame_st
     from keras_jepa.evaluation.intuitive_physics import iter_grasp, iter_inflevel, iter_intphys
     from keras_jepa.evaluation.surprise import (
         SurpriseModel,
+        format_metrics,
         format_table,
         plot_surprise_pair,
         property_table,
@@ -132,6 +134,7 @@ def evaluate_folder(model, data, format, csv_files=None, priming=False, frame_st
     text = format_table({"V-JEPA": table},
                         title="pairwise accuracy (%), avg surprise, best context row "
                               "[bootstrap 95% CI]:")
+    text += "\n\n" + format_metrics(table, title="all metrics (%) of that row:")
     if verbose:
         print(text)
     if output_dir:

@@ -11,6 +11,7 @@ from keras_jepa.checkpoints.probes import (
     attentive_probe_entries,
     export_official_probe,
     load_official_probe,
+    load_official_probe_grid,
 )
 from keras_jepa.evaluation.attentive_probe import AttentiveClassifier
 from keras_jepa.evaluation.features import (
@@ -20,12 +21,19 @@ from keras_jepa.evaluation.features import (
     segment_tokens,
 )
 from keras_jepa.evaluation.probes import (
+    PROBE_GRIDS,
     LinearClassifier,
+    ProbeGrid,
+    ProbeGridAdamW,
+    ProbeGridCrossEntropy,
     aggregate_views,
     evaluate_probe,
     knn_classify,
+    probe_grid,
+    probe_grid_optimizer,
     topk_accuracy,
     train_probe,
+    train_probe_grid,
 )
 from keras_jepa.models import VisionTransformer
 from keras_jepa.backend.seeding import seed_everything
@@ -103,6 +111,32 @@ def test_malformed_probe_state_dicts_raise_naming_the_key():
         AttentiveClassifier(CLASSES, D, variant="vjepa3")
 
 
+def test_classifier_init_is_pytorch_linear_default_or_normal():
+    """``linear`` keeps nn.Linear's default, U(-1/sqrt(D), 1/sqrt(D)) for kernel and bias
+    (variance 1 / (3 D)); ``linear_init="normal"``: N(0, init_std), zero bias."""
+    dim, classes = 64, 512
+    seed_everything(0)
+    probe = AttentiveClassifier(classes, dim, num_heads=2)
+    kernel = keras.ops.convert_to_numpy(probe.linear.kernel).astype(np.float64)
+    bias = keras.ops.convert_to_numpy(probe.linear.bias).astype(np.float64)
+    bound = 1.0 / math.sqrt(dim)
+    for w, tol in ((kernel, 0.03), (bias, 0.2)):
+        assert np.abs(w).max() <= bound
+        assert np.abs(w).max() > 0.98 * bound            # fills the interval
+        assert abs(w.mean()) < 4 * bound / math.sqrt(3 * w.size)   # 4 standard errors
+        assert w.var() == pytest.approx(1.0 / (3 * dim), rel=tol)
+    # The pooler keeps its normal(0.02) init.
+    q = keras.ops.convert_to_numpy(probe.cross_attention_block.xattn.q.kernel)
+    assert q.std() == pytest.approx(0.02, rel=0.1)
+    old = AttentiveClassifier(classes, dim, num_heads=2, linear_init="normal")
+    kernel = keras.ops.convert_to_numpy(old.linear.kernel).astype(np.float64)
+    assert kernel.std() == pytest.approx(0.02, rel=0.03)
+    assert not keras.ops.convert_to_numpy(old.linear.bias).any()
+    assert run_serialization_test(old).linear_init == "normal"
+    with pytest.raises(ValueError, match="'xavier'"):
+        AttentiveClassifier(classes, dim, num_heads=2, linear_init="xavier")
+
+
 # ----------------------------------------------------------------- training on a toy task
 
 
@@ -130,6 +164,129 @@ def test_probes_learn_a_separable_task():
     assert out["val"]["top1"] >= 0.9, out["val"]
     assert out_lin["val"]["top1"] >= 0.9, out_lin["val"]
     assert out["history"]["loss"][-1] < out["history"]["loss"][0]
+
+
+# ----------------------------------------------------------------- V-JEPA 2 grid of probes
+
+
+def _pytorch_adamw(w, grads, lrs, wd, b1=0.9, b2=0.999, eps=1e-8):
+    """torch.optim.AdamW on one parameter group in float64: w *= 1 - lr * wd, then the
+    Adam step with epsilon added to the bias-corrected root."""
+    w = np.asarray(w, np.float64)
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    for t, (g, lr) in enumerate(zip(grads, lrs), start=1):
+        w = w * (1 - lr * wd)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - lr / (1 - b1 ** t) * m / (np.sqrt(v) / math.sqrt(1 - b2 ** t) + eps)
+    return w
+
+
+def test_probe_grid_optimizer_matches_pytorch_adamw_per_probe():
+    """Each probe: its own lr schedule (official warmup-cosine, stepped before the update)
+    and weight decay on *every* weight (biases, norms, query token), no clipping."""
+    steps, per_epoch = 4, 2
+    hyper = [dict(lr=1e-2, weight_decay=0.1),
+             dict(lr=3e-3, weight_decay=0.8, start_lr=1e-3, warmup_epochs=1)]
+    cosine = [0.5 * 1e-2 * (1 + math.cos(math.pi * t / steps)) for t in range(1, steps + 1)]
+    warm = [1e-3 + 0.5 * 2e-3] + [0.5 * 3e-3 * (1 + math.cos(math.pi * (t - 2) / 2))
+                                  for t in range(2, steps + 1)]
+    grid = ProbeGrid(3, 8, num_probes=2, num_heads=2)
+    variables = grid.trainable_variables
+    start = [keras.ops.convert_to_numpy(v).astype(np.float64) for v in variables]
+    rng = np.random.default_rng(0)
+    grads = [[rng.normal(0, 0.1, v.shape) for v in variables] for _ in range(steps)]
+    opt = probe_grid_optimizer(grid, hyper, total_steps=steps, steps_per_epoch=per_epoch)
+    for g in grads:
+        opt.apply([keras.ops.convert_to_tensor(x, "float32") for x in g], variables)
+    for i, v in enumerate(variables):
+        k = 0 if v.path.startswith("probe_0/") else 1
+        want = _pytorch_adamw(start[i], [g[i] for g in grads], (cosine, warm)[k],
+                              hyper[k]["weight_decay"])
+        got = keras.ops.convert_to_numpy(v)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=v.path)
+    clone = run_serialization_test(opt)
+    assert clone.groups == ["probe_0", "probe_1"]
+    assert [float(x) for x in clone.group_values()[1]] == pytest.approx(
+        [float(x) for x in opt.group_values()[1]])
+    with pytest.raises(ValueError, match="one learning rate and one weight decay"):
+        ProbeGridAdamW(["probe_0"], [1e-3, 1e-4], [0.01])
+    with pytest.raises(ValueError, match="2 probes"):
+        probe_grid_optimizer(grid, hyper[:1], total_steps=steps)
+
+
+def test_probe_grid_trains_each_probe_with_its_own_rate_in_one_fit():
+    """One compiled fit: the probe with lr 1e-2 learns the toy task, the one with lr 0 stays
+    exactly where it started; every probe is scored and the best one is named."""
+    seed_everything(0)
+    rng = np.random.default_rng(0)
+    x, y = _toy_tokens(240, rng)
+    tx, ty = _toy_tokens(120, rng)
+    grid = ProbeGrid(3, 16, num_probes=2, num_heads=2)
+    np.testing.assert_allclose(  # probe k's logits at [:, k]
+        keras.ops.convert_to_numpy(grid(tx[:4]))[:, 1],
+        keras.ops.convert_to_numpy(grid.probes[1](tx[:4])), atol=1e-6)
+    before = [keras.ops.convert_to_numpy(w).copy() for w in grid.probes[1].weights]
+    hyper = probe_grid((1e-2, 0.0), (0.01,))
+    out = train_probe_grid(grid, x, y, hyper, epochs=5, batch_size=48,
+                           validation_data=(tx, ty))
+    assert [p["lr"] for p in out["probes"]] == [1e-2, 0.0]
+    assert out["best"] == 0 and out["probes"][0]["val"]["top1"] >= 0.9, out["probes"]
+    after = [keras.ops.convert_to_numpy(w) for w in grid.probes[1].weights]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert out["history"]["loss"][-1] < out["history"]["loss"][0]
+
+
+def test_evaluate_program_vjepa2_recipe_reports_every_probe_and_the_best():
+    import argparse
+
+    from keras_jepa.programs.evaluate import add_arguments, recipe_grid, run_probes
+
+    args = add_arguments(argparse.ArgumentParser()).parse_args(
+        ["--data", "digits", "--recipe", "vjepa2", "--grid-lrs", "1e-2", "0",
+         "--grid-weight-decays", "0.1"])
+    grid = recipe_grid(True, args.grid_lrs, args.grid_weight_decays)
+    assert [(h["lr"], h["weight_decay"]) for h in grid] == [(1e-2, 0.1), (0.0, 0.1)]
+    seed_everything(0)
+    x, y = _toy_tokens(64, np.random.default_rng(3))   # one batch shape to compile
+    rows = run_probes({"train": x, "val": x}, {"train": y, "val": y}, probes=("attentive",),
+                      num_heads=2, epochs=5, batch_size=16, variant="vjepa",
+                      recipe=args.recipe, grid=grid)
+    assert [r["probe"] for r in rows] == ["attentive", "attentive lr=0.01 wd=0.1",
+                                          "attentive lr=0 wd=0.1"]
+    assert rows[0]["top1"] == max(r["top1"] for r in rows[1:]) == rows[1]["top1"]
+    assert rows[1]["top1"] > rows[2]["top1"]
+    with pytest.raises(ValueError, match="'vjepa3'"):
+        run_probes({"train": x, "val": x}, {"train": y, "val": y}, recipe="vjepa3")
+
+
+def test_probe_grid_serialization_loss_and_official_grids():
+    grid = ProbeGrid(4, 8, num_probes=2, num_heads=2, variant="vjepa2", depth=2)
+    x = np.random.default_rng(0).normal(0, 1, (2, 5, 8)).astype(np.float32)
+    clone = run_serialization_test(grid, call=lambda m: m(x))
+    assert clone.probes[1].variant == "vjepa2" and clone.probes[1].depth == 2
+    # An official file's list of heads: head k goes to probe k.
+    other = ProbeGrid(4, 8, num_probes=2, num_heads=2, variant="vjepa2", depth=2)
+    heads = [export_official_probe(p) for p in grid.probes][::-1]
+    load_official_probe_grid(other, heads)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(other(x))[:, ::-1],
+                               keras.ops.convert_to_numpy(grid(x)), atol=1e-6)
+    with pytest.raises(ValueError, match="1 probe state dicts for a grid of 2"):
+        load_official_probe_grid(other, heads[:1])
+    logits = np.random.default_rng(1).normal(0, 1, (3, 2, 4))
+    labels = np.array([0, 3, 1])
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    want = -log_p[np.arange(3), :, labels].sum(-1).mean()
+    got = ProbeGridCrossEntropy()(labels, logits.astype(np.float32))
+    assert float(got) == pytest.approx(want, rel=1e-5)
+    video = PROBE_GRIDS["vjepa2_video"]
+    assert len(video) == 20 and video[0] == dict(lr=5e-3, weight_decay=0.01,
+                                                  final_weight_decay=0.01)
+    assert {h["lr"] for h in video} == {5e-3, 3e-3, 1e-3, 3e-4, 1e-4}
+    assert {h["weight_decay"] for h in video} == {0.01, 0.1, 0.4, 0.8}
+    assert len(PROBE_GRIDS["vjepa2_image"]) == 21
+    with pytest.raises(ValueError, match="num_probes"):
+        ProbeGrid(4, 8, num_probes=0)
 
 
 # ----------------------------------------------------------------- protocols

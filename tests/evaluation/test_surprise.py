@@ -12,8 +12,11 @@ from keras_jepa.evaluation.surprise import (
     absolute_accuracy,
     absolute_threshold,
     aggregate_surprise,
+    auprc,
     auroc,
+    best_absolute_accuracy,
     bootstrap_ci,
+    format_metrics,
     pairwise_accuracy,
     plot_surprise_pair,
     preprocess_videos,
@@ -162,6 +165,64 @@ def test_aggregation_and_metrics_by_hand():
         pairwise_accuracy([1.0, 2.0], [1.0])
 
 
+def _precision_recall_brute_force(possible, impossible):
+    """Float64 reference: for each distinct threshold t of the score -surprise, from the
+    highest, call "possible" every video with score >= t; (recall 0, precision 1) first."""
+    scores = -np.r_[possible, impossible]
+    positive = np.r_[np.ones(len(possible)), np.zeros(len(impossible))].astype(bool)
+    recall, precision = [0.0], [1.0]
+    for t in sorted(set(scores.tolist()), reverse=True):
+        called = scores >= t
+        recall.append((called & positive).sum() / positive.sum())
+        precision.append((called & positive).sum() / called.sum())
+    return np.array(recall), np.array(precision)
+
+
+def test_auprc_and_best_absolute_accuracy_against_references():
+    # Hand-computed: surprise 0.1 (possible), 0.2 (impossible), 0.3 (possible): points
+    # (0, 1), (1/2, 1), (1/2, 1/2), (1, 2/3); trapezoid 1/2 + 0 + 1/2 * (1/2 + 2/3) / 2.
+    assert auprc([0.1, 0.3], [0.2]) == pytest.approx(0.5 + 0.5 * (0.5 + 2 / 3) / 2)
+    assert auprc([0.1, 0.3], [0.2], "step") == pytest.approx(0.5 + 0.5 * 2 / 3)
+    assert auprc([0.1, 0.2], [0.3, 0.4]) == 1.0          # perfectly separated
+    rng = np.random.default_rng(0)
+    possible = np.round(rng.normal(1.0, 0.5, 40), 1)      # rounded: many ties
+    impossible = np.round(rng.normal(1.4, 0.5, 40), 1)
+    recall, precision = _precision_recall_brute_force(possible, impossible)
+    trapezoid = sum((recall[k] - recall[k - 1]) * (precision[k] + precision[k - 1]) / 2
+                    for k in range(1, len(recall)))
+    step = sum((recall[k] - recall[k - 1]) * precision[k] for k in range(1, len(recall)))
+    assert auprc(possible, impossible) == pytest.approx(trapezoid, abs=1e-12)
+    assert auprc(possible, impossible, "step") == pytest.approx(step, abs=1e-12)
+    assert 0.6 < auprc(possible, impossible) < 0.95
+    # Official best absolute accuracy: 100 thresholds from min(possible) to
+    # max(impossible); the denominator is twice the number of (possible) pairs.
+    best = max(((possible < t).sum() + (impossible > t).sum()) / (2 * len(possible))
+               for t in np.linspace(possible.min(), impossible.max(), 100))
+    assert best_absolute_accuracy(possible, impossible) == pytest.approx(best, abs=1e-12)
+    acc, thr = best_absolute_accuracy(possible, impossible, return_threshold=True)
+    assert acc == pytest.approx(((possible < thr).sum() + (impossible > thr).sum()) / 80)
+    assert best_absolute_accuracy(possible, impossible) >= absolute_accuracy(possible,
+                                                                           impossible)
+    with pytest.raises(ValueError, match="'area'"):
+        auprc(possible, impossible, "area")
+    with pytest.raises(ValueError, match="possible"):
+        auprc([], [1.0])
+
+
+def test_auprc_matches_scikit_learn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(1)
+    possible = np.round(rng.normal(1.0, 0.5, 30), 1)
+    impossible = np.round(rng.normal(1.3, 0.5, 25), 1)
+    labels = np.r_[np.ones(30), np.zeros(25)]
+    score = -np.r_[possible, impossible]
+    precision, recall, _ = metrics.precision_recall_curve(labels, score)
+    assert auprc(possible, impossible) == pytest.approx(metrics.auc(recall, precision),
+                                                        abs=1e-12)
+    assert auprc(possible, impossible, "step") == pytest.approx(
+        metrics.average_precision_score(labels, score), abs=1e-12)
+
+
 def test_metric_rows_and_property_table():
     # Pair 0: possible lower everywhere; pair 1: lower on average, higher at the max.
     p = np.array([[[1.0, 1.0], [2.0, 2.0]], [[1.0, 5.0], [0.0, 0.0]]])
@@ -176,6 +237,16 @@ def test_metric_rows_and_property_table():
     assert table["a"]["pairwise_avg"] == 1.0 and table["a"]["best_row"] == 2
     assert table["b"]["pairwise_avg"] == 0.0 and table["all"]["num_pairs"] == 4
     assert table["all"]["pairwise_avg"] == 0.5
+    # Row 2 (context 2): avg surprise possible [1, 3], impossible [2, 4]; points (0, 1),
+    # (1/2, 1), (1/2, 1/2), (1, 2/3), (1, 1/2).
+    assert rows[2]["auprc_avg"] == pytest.approx(0.5 + 0.5 * (0.5 + 2 / 3) / 2)
+    assert rows[2]["auroc_avg"] == 0.75
+    # Max surprise possible [1, 5], impossible [2, 4].
+    assert rows[2]["auprc_max"] == auprc([1.0, 5.0], [2.0, 4.0])
+    assert rows[2]["best_absolute_max"] == best_absolute_accuracy([1.0, 5.0], [2.0, 4.0])
+    text = format_metrics(table)
+    assert text.splitlines()[0].split()[-2:] == ["AUPRC", "max"]
+    assert text.splitlines()[1].split()[:3] == ["a", "2", "2"]   # property, pairs, row
 
 
 def test_surprise_plot(tmp_path):
