@@ -2,188 +2,186 @@
 folder of images or videos (or in-memory arrays), from a named recipe
 (``keras_jepa.models.jepa.recipes``).
 
-The run's identity (config, data, batch size, epochs, steps per epoch, seed) is recorded in
-``output_dir/run_identity.json``; rerunning the same command resumes from the last finished
-epoch, a rerun with other arguments is refused (:class:`RunMismatchError`, listing the
-differences) unless ``overwrite=True`` (CLI: ``--overwrite``).
+The run's identity (config, data, batch size, epochs, steps per epoch, seed, and the run or
+preset it starts from) is recorded in ``output_dir/run_identity.json``; rerunning the same
+command resumes from the last finished epoch, a rerun with other arguments is refused
+(:class:`RunMismatchError`, listing the differences) unless ``overwrite=True`` (CLI:
+``--overwrite``).
+
+A run can start from the weights of another (``init_from``, CLI ``--init-from``): a
+pretraining run folder (its last checkpoint) or a JEPA preset. This is the V-JEPA 2
+cooldown: ``keras-jepa pretrain --config vjepa2_vitl16_cooldown --init-from
+<pretraining run> ...`` (64 frames, linear lr decay). The clip length and resolution may
+change: fixed sin-cos tables are not copied but recomputed for the new grid, and RoPE
+positions follow the input; every other weight must have the same shape.
+
+The command also runs LeJEPA: a LeJEPA ``--config`` (``lejepa_*``,
+``keras_jepa.models.lejepa.recipes.LEJEPA_CONFIGS``) goes to
+``keras_jepa.programs.pretrain_lejepa.pretrain_lejepa``, with the same run-folder checks
+(``keras_jepa.programs.run_state``, where the identity and rerun machinery lives).
 """
 
-import hashlib
 import json
 import os
-import shutil
 import sys
-import time
 
 import numpy as np
 
 from keras_jepa.models.jepa.recipes import (
+    PretrainConfig,
     build_dataset,
     build_model,
     build_optimizer,
     get_config,
     schedule_steps,
 )
-from keras_jepa.training.logging import ScheduleLogger, plot_loss, read_log
+from keras_jepa.programs.run_state import (  # noqa: F401 (re-exported: public names)
+    CHECKPOINT_FILE,
+    RUN_IDENTITY_FILE,
+    RUN_STATE as _RUN_STATE,
+    STANDARD_OUTPUTS,
+    RunMismatchError,
+    check_rerun as _check_rerun,
+    data_identity as _data_identity,
+    fit_run,
+    has_run_state as _has_run_state,
+    identity_differences,
+    make_identity,
+    remove_run_outputs,
+    save_outputs,
+    start_run,
+    write_run_config,
+)
 
 
-RUN_IDENTITY_FILE = "run_identity.json"
 # What ``pretrain`` writes in ``output_dir``: all that ``overwrite=True`` deletes.
-RUN_OUTPUTS = ("backup", "checkpoints", "encoder", "tensorboard", "log.csv", "loss.png",
-               "config.json", RUN_IDENTITY_FILE)
-# Outputs that hold training state a rerun would continue (or append to).
-_RUN_STATE = ("backup", "checkpoints", "log.csv")
-
-
-class RunMismatchError(ValueError):
-    """``pretrain`` was asked to continue the run in ``output_dir`` with other arguments
-    (config, data, batch size, epochs, steps per epoch, seed); the message lists them.
-
-    Attributes:
-        output_dir: the run folder.
-        differences: ``[(field, previous, now)]`` (see :func:`identity_differences`), empty
-            when the recorded identity could not be read.
-    """
-
-    def __init__(self, message, output_dir=None, differences=()):
-        super().__init__(message)
-        self.output_dir = output_dir
-        self.differences = list(differences)
-
-
-def _sha1_lines(lines):
-    digest = hashlib.sha1()
-    for line in lines:
-        digest.update(os.fsencode(line) + b"\n")
-    return digest.hexdigest()
-
-
-def _data_identity(data, dataset):
-    """Where the data come from, how many samples, and a digest of the file list (or of the
-    array's bytes)."""
-    paths = list(dataset.paths)
-    if isinstance(data, np.ndarray):
-        array = np.ascontiguousarray(data)
-        return {"source": f"array of shape {list(array.shape)}, {array.dtype}",
-                "num_samples": len(paths),
-                "sha1": hashlib.sha1(array.view(np.uint8).reshape(-1)).hexdigest()}
-    if isinstance(data, (str, os.PathLike)):
-        root = os.path.realpath(os.fspath(data))
-        names = ([os.path.relpath(p, os.fspath(data)) for p in paths] if os.path.isdir(root)
-                 else [os.path.realpath(p) for p in paths])
-        return {"source": root, "num_samples": len(paths), "sha1": _sha1_lines(names)}
-    return {"source": f"list of {len(paths)} paths", "num_samples": len(paths),
-            "sha1": _sha1_lines(os.path.realpath(p) for p in paths)}
+RUN_OUTPUTS = STANDARD_OUTPUTS + ("tensorboard",)
+# Config fields added after runs were first recorded: left out of the identity at their
+# default, so those runs still resume.
+_LATER_FIELDS = {"linear_decay": False, "clip_lengths": None}
 
 
 def run_identity(config, data, dataset, batch_size, epochs, steps_per_epoch, seed,
-                 short_videos="skip"):
+                 short_videos="skip", init_from=None):
     """What determines a pretraining run's schedule and data, as a JSON-friendly dict: the
     config (every field), the data (resolved path, number of samples, digest of the file
     list), batch size, epochs, optimizer steps per epoch, seed, video flag (and, for videos,
-    ``short_videos``). ``pretrain`` records it in ``output_dir/run_identity.json`` and
+    ``short_videos``; for a run started from another, ``init_from``: the resolved run
+    folder or the preset). ``pretrain`` records it in ``output_dir/run_identity.json`` and
     refuses to continue a run whose identity differs."""
-    identity = {
-        "config": config.to_dict(),
-        "video": config.kind == "video",
-        "data": _data_identity(data, dataset),
-        "batch_size": int(batch_size),
-        "epochs": int(epochs),
-        "steps_per_epoch": int(steps_per_epoch),
-        "seed": int(seed),
-    }
+    fields = {k: v for k, v in config.to_dict().items()
+              if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
+    extra = {"video": config.kind == "video"}
     if config.kind == "video":
-        identity["short_videos"] = short_videos
-    return json.loads(json.dumps(identity, default=list))
-
-
-def _flatten_identity(identity):
-    flat = {}
-    for key, value in identity.items():
-        if key in ("config", "data") and isinstance(value, dict):
-            flat.update({f"{key}.{k}": v for k, v in value.items()})
-        else:
-            flat[key] = value
-    return flat
-
-
-def identity_differences(old, new):
-    """``[(field, old value, new value)]`` of two :func:`run_identity` dicts (config and
-    data fields as ``config.depth``, ``data.num_samples``; ``"<absent>"`` for a missing
-    field).
-
-    Example:
-
-    >>> identity_differences({"seed": 0, "config": {"depth": 4}},
-    ...                      {"seed": 1, "config": {"depth": 4}})
-    [('seed', 0, 1)]
-    """
-    a, b = _flatten_identity(old), _flatten_identity(new)
-    keys = list(b) + [k for k in a if k not in b]
-    return [(k, a.get(k, "<absent>"), b.get(k, "<absent>")) for k in keys
-            if k not in a or k not in b or a[k] != b[k]]
-
-
-def _show(value, limit=100):
-    text = value if value == "<absent>" else json.dumps(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _has_run_state(output_dir):
-    for name in _RUN_STATE:
-        path = os.path.join(output_dir, name)
-        if os.path.isfile(path) or (os.path.isdir(path) and os.listdir(path)):
-            return True
-    return False
+        extra["short_videos"] = short_videos
+    if init_from is not None:
+        extra["init_from"] = _init_source(init_from)
+    return make_identity(fields, data, dataset, batch_size, epochs, steps_per_epoch, seed,
+                         **extra)
 
 
 def _remove_run_outputs(output_dir):
     """Deletes the files and folders ``pretrain`` writes in ``output_dir`` (``RUN_OUTPUTS``),
     nothing else. Returns the names removed."""
-    removed = []
-    for name in RUN_OUTPUTS:
-        path = os.path.join(output_dir, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            os.remove(path)
-        else:
-            continue
-        removed.append(name)
-    return removed
+    return remove_run_outputs(output_dir, RUN_OUTPUTS)
 
 
-def _check_rerun(output_dir, identity):
-    """``"fresh"`` (nothing to continue), ``"resume"`` (same identity) or ``"unchecked"``
-    (a run folder without ``run_identity.json``); raises :class:`RunMismatchError` when the
-    folder holds a run with another identity."""
-    path = os.path.join(output_dir, RUN_IDENTITY_FILE)
-    has_state = _has_run_state(output_dir)
-    if not os.path.exists(path):
-        return "unchecked" if has_state else "fresh"
-    if not has_state:
-        return "fresh"  # an earlier start that saved nothing: no state to mix with
-    advice = ("choose another output_dir (CLI: --output), or pass overwrite=True (CLI: "
-              "--overwrite) to delete the previous run's files and start fresh.")
+# --------------------------------------------------------------------------- init_from
+
+
+def _is_run_folder(path):
+    return os.path.isfile(os.path.join(path, RUN_IDENTITY_FILE))
+
+
+def _init_source(init_from):
+    """``init_from`` as recorded in the run identity: a run folder's real path, or the
+    preset handle (a preset folder's real path)."""
+    if os.path.isdir(os.fspath(init_from)):
+        return os.path.realpath(os.fspath(init_from))
+    return str(init_from)
+
+
+def load_init_model(init_from, kind):
+    """The trained model a run starts from: a ``pretrain`` run folder (rebuilt from its
+    ``config.json`` and loaded from ``checkpoints/model.weights.h5``, the last finished
+    epoch) or a JEPA preset (name or folder) of the same kind (``"image"`` / ``"video"``)."""
+    from keras_jepa.models.jepa.ijepa import IJEPA
+    from keras_jepa.models.jepa.vjepa import VJEPA
+
+    path = os.fspath(init_from)
+    if os.path.isdir(path) and _is_run_folder(path):
+        weights = os.path.join(path, CHECKPOINT_FILE)
+        config_path = os.path.join(path, "config.json")
+        if not os.path.isfile(weights) or not os.path.isfile(config_path):
+            raise ValueError(
+                f"init_from={path!r} is a pretraining run folder without "
+                f"{CHECKPOINT_FILE} and config.json: it has not finished an epoch yet."
+            )
+        with open(config_path) as f:
+            source_config = PretrainConfig(**json.load(f)["config"])
+        if source_config.kind != kind:
+            raise ValueError(
+                f"init_from={path!r} is a {source_config.kind} run ({source_config.name}); "
+                f"this run is for {kind}s."
+            )
+        m0, m1 = source_config.ema_momentum
+        model = build_model(source_config, ema_steps=None if m0 == m1 else 1)
+        model.load_weights(weights)
+        return model
+    cls = VJEPA if kind == "video" else IJEPA
     try:
-        with open(path) as f:
-            old = json.load(f)
-        if not isinstance(old, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as error:
-        raise RunMismatchError(
-            f"{path} is not a valid run identity ({error}), so this run cannot be checked "
-            f"before resuming; {advice}", output_dir=output_dir,
+        return cls.from_preset(path)
+    except (ValueError, FileNotFoundError) as error:
+        raise ValueError(
+            f"init_from={path!r} is neither a pretraining run folder (with "
+            f"{RUN_IDENTITY_FILE}) nor a loadable {cls.__name__} preset: {error}"
         ) from None
-    differences = identity_differences(old, identity)
-    if not differences:
-        return "resume"
-    lines = "\n".join(f"  {key}: {_show(a)} -> {_show(b)}" for key, a, b in differences)
-    raise RunMismatchError(
-        f"{output_dir} holds a pretraining run with other arguments (previous -> now):\n"
-        f"{lines}\nResuming would mix the two runs (schedules, data, log.csv). Rerun with the "
-        f"same arguments to resume, {advice}", output_dir=output_dir, differences=differences,
-    )
+
+
+def _transferable(module):
+    """``{path inside module: variable}`` of the weights a new run takes over: all but the
+    fixed sin-cos tables (recomputed for the new grid)."""
+    prefix = module.path + "/"
+    return {v.path[len(prefix):] if v.path.startswith(prefix) else v.path: v
+            for v in module.weights if not v.path.endswith("pos_embed/table")}
+
+
+def init_weights_from(model, source):
+    """Copies the encoder, target-encoder and predictor weights of ``source`` (a trained
+    ``IJEPA``/``VJEPA``) into ``model`` (same kind, possibly another clip length or
+    resolution). Fixed sin-cos position tables are left as built (recomputed for the new
+    grid); RoPE has no weights. Raises ``ValueError`` naming the first variable that is
+    missing on either side or differs in shape. Returns the number of variables copied.
+
+    The optimizer state and the EMA step are not copied: the new run's schedules start
+    from step 0 (the official cooldown also reloads the Adam moments).
+    """
+    if type(source) is not type(model):
+        raise ValueError(
+            f"init_from holds a {type(source).__name__}; this run trains a "
+            f"{type(model).__name__}."
+        )
+    pairs = []
+    for part in ("encoder", "target_encoder", "predictor"):
+        new, old = _transferable(getattr(model, part)), _transferable(getattr(source, part))
+        for key in sorted(set(new) | set(old)):
+            if key not in new or key not in old:
+                where = "this run's model" if key in new else "the init_from model"
+                raise ValueError(
+                    f"init_from: {part} weight {key!r} exists only in {where}; the "
+                    "architectures differ (width, depth, heads, position embedding, mask "
+                    "tokens must match; only clip length and resolution may change)."
+                )
+            if tuple(new[key].shape) != tuple(old[key].shape):
+                raise ValueError(
+                    f"init_from: {part} weight {key!r} has shape {tuple(old[key].shape)} in "
+                    f"the init_from model and {tuple(new[key].shape)} here; only clip length "
+                    "and resolution may change between the two runs."
+                )
+            pairs.append((new[key], old[key]))
+    for target, value in pairs:
+        target.assign(value.value)
+    return len(pairs)
 
 
 # --------------------------------------------------------------------------- pretrain
@@ -205,6 +203,7 @@ def pretrain(
     callbacks=None,
     overwrite=False,
     short_videos="skip",
+    init_from=None,
 ):
     """Pretrains an I-JEPA or V-JEPA model with ``model.fit`` and saves the encoder.
 
@@ -235,6 +234,9 @@ def pretrain(
             backup, checkpoints, logs, encoder, ...; nothing else) and start fresh.
         short_videos: videos only: ``"skip"`` (default) videos too short for a clip, or
             ``"pad"`` them with their last frame (the official loader).
+        init_from: start from the weights of a ``pretrain`` run folder (its last finished
+            epoch) or a JEPA preset, e.g. the V-JEPA 2 cooldown from its pretraining run
+            (see :func:`init_weights_from`); recorded in the run identity.
 
     Returns:
         A dict: ``model`` (the trained ``IJEPA``/``VJEPA``), ``encoder`` (the saved
@@ -262,43 +264,37 @@ def pretrain(
     if short_videos != "skip" and config.kind != "video":
         raise ValueError(f"short_videos applies to video configs; {config.name!r} is for "
                          "images.")
+    if len(config.clip_lengths or ()) > 1 and keras.backend.backend() == "tensorflow":
+        raise ValueError(
+            f"clip_lengths={list(config.clip_lengths)}: batches of several clip lengths need "
+            "a static frame count per step, which JAX and torch fit give; TensorFlow's "
+            "dataset adapter merges them into an unknown one. Use the jax or torch backend "
+            "(KERAS_BACKEND), or one clip length per run."
+        )
     keras.utils.set_random_seed(seed)
 
     dataset = build_dataset(config, data, batch_size, seed=seed, workers=workers,
                             short_videos=short_videos)
     steps = int(steps_per_epoch or len(dataset))
     identity = run_identity(config, data, dataset, batch_size, epochs, steps, seed,
-                            short_videos=short_videos)
-    if overwrite:
-        removed = _remove_run_outputs(output_dir) if os.path.isdir(output_dir) else []
-        if removed and verbose:
-            print(f"[keras-jepa] overwrite: removed the previous run's {', '.join(removed)} "
-                  f"in {output_dir}", flush=True)
-        state = "fresh"
-    else:
-        state = _check_rerun(output_dir, identity) if os.path.isdir(output_dir) else "fresh"
-    if state == "unchecked":
-        print(f"warning: {output_dir} holds a run without {RUN_IDENTITY_FILE} (made by an "
-              "older keras_jepa), so its arguments could not be checked against these; "
-              "resuming it. Pass overwrite=True (CLI: --overwrite) to start fresh instead.",
-              file=sys.stderr, flush=True)
-    os.makedirs(output_dir, exist_ok=True)
-    if state != "resume":
-        with open(os.path.join(output_dir, RUN_IDENTITY_FILE), "w") as f:
-            json.dump(identity, f, indent=2)
+                            short_videos=short_videos, init_from=init_from)
+    state = start_run(output_dir, identity, overwrite=overwrite, outputs=RUN_OUTPUTS,
+                      verbose=verbose)
     lengths = schedule_steps(config, epochs, steps)
     m0, m1 = config.ema_momentum
     model = build_model(config, ema_steps=lengths["ema_steps"] if m0 != m1 else None)
+    if init_from is not None:
+        # A resumed run then restores its own weights from the backup, over these.
+        copied = init_weights_from(model, load_init_model(init_from, config.kind))
+        if verbose:
+            print(f"[keras-jepa] initialised {copied} weights from {init_from}", flush=True)
     optimizer = build_optimizer(
         config, lengths["total_steps"], lengths["warmup_steps"], steps_per_epoch=steps
     )
     model.compile(optimizer=optimizer)
-    with open(os.path.join(output_dir, "config.json"), "w") as f:
-        json.dump({"config": config.to_dict(), "epochs": epochs, "batch_size": batch_size,
-                   "steps_per_epoch": steps, "seed": seed, **lengths,
-                   "backend": keras.backend.backend()}, f, indent=2, default=list)
+    write_run_config(output_dir, config, epochs=epochs, batch_size=batch_size,
+                     steps_per_epoch=steps, seed=seed, **lengths)
 
-    log_path = os.path.join(output_dir, "log.csv")
     backup_dir = os.path.join(output_dir, "backup")
     # Files are found now; unreadable ones are only known once read (skipped, with a
     # warning, and counted at the end).
@@ -313,39 +309,16 @@ def pretrain(
             + (" (resuming)" if state != "fresh" and os.path.isdir(backup_dir) else ""),
             flush=True,
         )
-    cbs = [
-        # Restores weights, optimizer (schedules) and the EMA step; the dataset's epoch
-        # callback then replays the same order, crops and masks.
-        keras.callbacks.BackupAndRestore(backup_dir, save_freq=backup_freq,
-                                         delete_checkpoint=False),
-        dataset.epoch_callback(),
-        ScheduleLogger(optimizer),
-        keras.callbacks.CSVLogger(log_path, append=True),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(output_dir, "checkpoints", "model.weights.h5"),
-            save_weights_only=True,
-        ),
-    ]
-    if tensorboard:
-        cbs.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")))
-    cbs.extend(callbacks or [])
-    start = time.time()
-    # shuffle=False: the dataset shuffles itself per (seed, epoch); Keras would reorder
-    # batches with Python's global RNG, which a resumed run cannot replay.
-    model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
-              callbacks=cbs, verbose=verbose)
-    seconds = time.time() - start
-
-    source = model.target_encoder if save_target_encoder else model.encoder
-    encoder = type(source).from_config(
-        {**source.get_config(), "name": "encoder", "trainable": True}
-    )
-    encoder.set_weights(source.get_weights())
-    encoder_dir = os.path.join(output_dir, "encoder")
-    encoder.save_to_preset(encoder_dir)
-    history = read_log(log_path)
-    plot_path = plot_loss(history, os.path.join(output_dir, "loss.png"),
-                          title=f"{config.name} ({keras.backend.backend()})")
+    # BackupAndRestore restores weights, optimizer (schedules) and the EMA step; the
+    # dataset's epoch callback then replays the same order, crops and masks.
+    extra = ([keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"))]
+             if tensorboard else [])
+    seconds = fit_run(model, dataset, optimizer, output_dir, epochs,
+                      steps_per_epoch=steps_per_epoch, callbacks=extra + list(callbacks or []),
+                      verbose=verbose, backup_freq=backup_freq)
+    outputs = save_outputs(model.target_encoder if save_target_encoder else model.encoder,
+                           output_dir, title=f"{config.name} ({keras.backend.backend()})")
+    history, encoder_dir = outputs["history"], outputs["encoder_dir"]
     if verbose:
         last = history.get("loss", [float("nan")])[-1]
         print(f"[keras-jepa] done in {seconds:.0f} s; final loss {last:.4f}; "
@@ -358,11 +331,8 @@ def pretrain(
             print(f"[keras-jepa] {total - dataset.num_skipped} of {total} files readable; "
                   f"skipped {reasons} (replaced by other files; see the warnings)",
                   flush=True)
-    return {
-        "model": model, "encoder": encoder, "history": history, "encoder_dir": encoder_dir,
-        "log_path": log_path, "plot_path": plot_path, "seconds": seconds, "steps": lengths,
-        "dataset": dataset,
-    }
+    return {"model": model, **outputs, "seconds": seconds, "steps": lengths,
+            "dataset": dataset}
 
 
 # --------------------------------------------------------------------------- program
@@ -371,9 +341,13 @@ def pretrain(
 def add_arguments(parser):
     """Adds the ``pretrain`` options to ``parser`` (also used by applications/pretrain_*.py)."""
     from keras_jepa.models.jepa.recipes import CONFIGS
+    from keras_jepa.models.lejepa.recipes import LEJEPA_CONFIGS
 
-    parser.add_argument("--config", default="ijepa_tiny_cpu", choices=sorted(CONFIGS),
-                        help="named pretraining config (default: ijepa_tiny_cpu)")
+    parser.add_argument("--config", default="ijepa_tiny_cpu",
+                        choices=sorted(CONFIGS) + sorted(LEJEPA_CONFIGS),
+                        help="named pretraining config: I-JEPA / V-JEPA / V-JEPA 2, or "
+                             "LeJEPA (lejepa_*: images, run by pretrain_lejepa) "
+                             "(default: ijepa_tiny_cpu)")
     parser.add_argument("--data", required=True,
                         help="folder of images/videos (recursive), or a CSV of video paths")
     parser.add_argument("--epochs", type=int, default=None,
@@ -394,6 +368,11 @@ def add_arguments(parser):
     parser.add_argument("--short-videos", choices=["skip", "pad"], default="skip",
                         help="videos too short for one clip: skip them (default), or pad "
                              "them with their last frame (the official loader)")
+    parser.add_argument("--init-from", default=None, metavar="RUN_OR_PRESET",
+                        help="start from the weights of a pretraining run folder (its last "
+                             "checkpoint) or a JEPA preset, e.g. the V-JEPA 2 cooldown "
+                             "(--config vjepa2_vitl16_cooldown) from its pretraining run; "
+                             "clip length and resolution may differ")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds the weights, the data order and augmentations, and the "
                              "masks (default 0)")
@@ -406,8 +385,34 @@ def add_arguments(parser):
     return parser
 
 
+def _run_lejepa(args):
+    """Runs ``pretrain_lejepa`` from parsed ``pretrain`` arguments (a LeJEPA ``--config``)."""
+    from keras_jepa.programs.pretrain_lejepa import pretrain_lejepa
+
+    refused = [("--video", args.video, "LeJEPA configs train on images"),
+               ("--init-from", args.init_from is not None,
+                "LeJEPA runs start from fresh weights"),
+               ("--short-videos pad", args.short_videos != "skip", "it applies to videos"),
+               ("--save-context-encoder", args.save_context_encoder,
+                "LeJEPA has one encoder (no EMA target), which is saved"),
+               ("--tensorboard", args.tensorboard, "LeJEPA runs log to log.csv only")]
+    for flag, given, reason in refused:
+        if given:
+            raise ValueError(f"{flag} does not apply to the LeJEPA config {args.config!r}: "
+                             f"{reason}. Drop {flag.split()[0]}, or use a JEPA config.")
+    pretrain_lejepa(args.config, args.data, epochs=args.epochs, batch_size=args.batch_size,
+                    output_dir=args.output, steps_per_epoch=args.steps_per_epoch,
+                    seed=args.seed, workers=args.workers, overwrite=args.overwrite)
+    return 0
+
+
 def run(args):
-    """Runs :func:`pretrain` from parsed ``pretrain`` arguments."""
+    """Runs :func:`pretrain` from parsed ``pretrain`` arguments (``pretrain_lejepa`` for a
+    LeJEPA config)."""
+    from keras_jepa.models.lejepa.recipes import LEJEPA_CONFIGS
+
+    if args.config in LEJEPA_CONFIGS:
+        return _run_lejepa(args)
 
     config = get_config(args.config)
     if args.video != (config.kind == "video"):
@@ -420,7 +425,8 @@ def run(args):
              output_dir=args.output, steps_per_epoch=args.steps_per_epoch, seed=args.seed,
              workers=args.workers, tensorboard=args.tensorboard,
              save_target_encoder=not args.save_context_encoder,
-             overwrite=args.overwrite, short_videos=args.short_videos)
+             overwrite=args.overwrite, short_videos=args.short_videos,
+             init_from=args.init_from)
     return 0
 
 

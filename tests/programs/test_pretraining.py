@@ -139,3 +139,274 @@ def test_pretrain_cli_parses_and_rejects_kind_mismatch(capsys):
     assert "--video" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli._parser().parse_args(["pretrain", "--config", "nope", "--data", "d"])
+
+
+# --------------------------------------------------------------------------- V-JEPA 2 phases
+
+
+def test_vjepa2_cooldown_configs_match_official():
+    from keras_jepa.models.jepa.recipes import config_from_official
+    from keras_jepa.training.optimizers import LinearDecaySchedule
+
+    for name, size, frames, per_device in (
+            ("vjepa2_vitl16_cooldown", 256, 64, 12), ("vjepa2_vith16_cooldown", 256, 64, 12),
+            ("vjepa2_vitg16_384_cooldown", 384, 64, 6)):
+        c = get_config(name)
+        assert (c.image_size, c.num_frames, c.frames_per_clip, c.per_device_batch_size) == (
+            size, frames, frames, per_device), name
+        assert c.linear_decay and (c.lr, c.final_lr, c.warmup_epochs) == (5.25e-4, 1e-6, 0)
+        assert (c.epochs, c.ipe_scale, c.batch_size) == (40, 1.25, 3072)
+        assert c.ema_momentum == (0.99925, 0.99925) and c.weight_decay == (0.04, 0.04)
+    assert get_config("vjepa2_vitg16_384_cooldown").num_heads == 22
+    # 40 epochs x 300 iterations over T_max = 1.25 x 12K: the official line, stepped before
+    # each update, stops at 80% of the way to final_lr.
+    c = get_config("vjepa2_vitl16_cooldown")
+    lengths = schedule_steps(c, 40, 300)
+    assert lengths == {"total_steps": 15000, "warmup_steps": 0, "ema_steps": 15000}
+    opt = build_optimizer(c, lengths["total_steps"], lengths["warmup_steps"], 300)
+    assert isinstance(opt._learning_rate, LinearDecaySchedule)
+    official = [5.25e-4 + (k + 1) / 15000 * (1e-6 - 5.25e-4) for k in (0, 5999, 11999)]
+    ours = [float(opt._learning_rate(k)) for k in (0, 5999, 11999)]
+    np.testing.assert_allclose(ours, official, rtol=1e-5)
+    assert ours[-1] == pytest.approx(5.25e-4 - 0.8 * (5.25e-4 - 1e-6), rel=1e-5)
+    # An official cooldown YAML (is_anneal) with two clip lengths in dataset_fpcs.
+    yaml_dict = {"model": {"model_name": "vit_large", "use_rope": True, "pred_num_heads": 12},
+                 "data": {"crop_size": 256, "dataset_fpcs": [64, 32, 64]},
+                 "mask": [{}, {}],
+                 "optimization": {"is_anneal": True, "lr": 5.25e-4, "final_lr": 1e-6,
+                                  "warmup": 0, "epochs": 40}}
+    official_config = config_from_official(yaml_dict)
+    assert official_config.linear_decay and official_config.clip_lengths == (64, 32)
+    assert (official_config.num_frames, official_config.num_mask_tokens) == (64, 6)
+
+
+def _write_video(path, frames, size=24):
+    av = pytest.importorskip("av")
+    with av.open(path, "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = size, size, "yuv420p"
+        for i in range(frames):
+            frame = np.full((size, size, 3), 15 * i, "uint8")
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode(None))
+
+
+_TINY_V2 = dict(hidden_dim=24, depth=1, num_heads=2, predictor_dim=16, predictor_depth=1,
+                predictor_heads=2, frame_step=1)
+
+
+@pytest.fixture(scope="module")
+def video_folder(tmp_path_factory):
+    videos = tmp_path_factory.mktemp("videos")
+    for i in range(4):
+        _write_video(str(videos / f"{i}.mp4"), 12)
+    return str(videos)
+
+
+def _phase1():
+    return get_config("vjepa2_tiny_cpu").replace(
+        image_size=16, num_frames=4, frames_per_clip=4, clip_lengths=(2, 4), **_TINY_V2)
+
+
+def _cooldown():
+    return get_config("vjepa2_cooldown_tiny_cpu").replace(
+        image_size=24, num_frames=8, frames_per_clip=8, **_TINY_V2)
+
+
+def test_clip_length_groups_give_one_length_per_batch(video_folder):
+    from keras_jepa.models.jepa.recipes import build_dataset
+
+    dataset = build_dataset(_phase1(), video_folder, batch_size=2, seed=4)
+    lengths = [dataset.clip_length_at(0, i) for i in range(2)]
+    assert lengths == [2, 4]  # seed 4: both lengths in the epoch's two batches
+    assert [dataset.clip_length_at(1, i) for i in range(2)] == [
+        dataset.clip_length_at(1, i) for i in range(2)]
+    for i, frames in enumerate(lengths):
+        batch = dataset[i]
+        assert batch["videos"].shape == (2, frames, 16, 16, 3)
+        # Each length's masks live on its own grid (frames / 2 x 2 x 2 tokens).
+        grid_tokens = frames // 2 * 4
+        for key in ("context_indices", "target_indices"):
+            assert max(int(m.max()) for m in batch[key]) < grid_tokens
+    np.testing.assert_array_equal(dataset[1]["videos"], batch["videos"])  # reproducible
+
+
+def _fake_run_folder(path, config, model):
+    """A finished ``pretrain`` run folder: identity, config and last checkpoint."""
+    import json
+
+    os.makedirs(os.path.join(path, "checkpoints"))
+    with open(os.path.join(path, "run_identity.json"), "w") as f:
+        json.dump({"config": config.to_dict()}, f, default=list)
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump({"config": config.to_dict()}, f, default=list)
+    model.save_weights(os.path.join(path, "checkpoints", "model.weights.h5"))
+
+
+def test_init_from_a_run_folder_takes_over_every_weight(tmp_path):
+    from keras_jepa.models.jepa.recipes import build_model
+    from keras_jepa.programs.pretrain import init_weights_from, load_init_model, run_identity
+
+    phase1 = build_model(_phase1())
+    run = str(tmp_path / "phase1")
+    _fake_run_folder(run, _phase1(), phase1)
+    cooldown = build_model(_cooldown())
+    source = load_init_model(run, "video")
+    assert init_weights_from(cooldown, source) == len(cooldown.weights) - 1  # not ema_step
+    for part in ("encoder", "target_encoder", "predictor"):
+        for got, want in zip(getattr(cooldown, part).weights, getattr(phase1, part).weights):
+            np.testing.assert_array_equal(np.array(got), np.array(want))
+    # Other widths cannot be taken over: the message names the weight and both shapes.
+    wider = build_model(_cooldown().replace(hidden_dim=32))
+    with pytest.raises(ValueError, match=r"encoder weight 'blocks_0/attn/proj/bias' has "
+                                         r"shape \(24,\) in the init_from model and "
+                                         r"\(32,\) here"):
+        init_weights_from(wider, source)
+    with pytest.raises(ValueError, match="is a video run .* for images"):
+        load_init_model(run, "image")
+    # The run identity records where the weights came from.
+    dataset = type("Files", (), {"paths": ["a.mp4"]})()
+    identity = run_identity(_cooldown(), ["a.mp4"], dataset, 2, 1, 1, 0, init_from=run)
+    assert identity["init_from"] == os.path.realpath(run)
+    assert "init_from" not in run_identity(_cooldown(), ["a.mp4"], dataset, 2, 1, 1, 0)
+
+
+def test_sincos_tables_are_recomputed_for_the_new_grid():
+    from keras_jepa.models.jepa.recipes import build_model
+    from keras_jepa.programs.pretrain import init_weights_from
+
+    small = dict(hidden_dim=24, depth=1, num_heads=2, predictor_dim=16, predictor_depth=1,
+                 predictor_heads=2)
+    v1 = get_config("vjepa_tiny_cpu").replace(image_size=16, num_frames=4, **small)
+    source = build_model(v1, ema_steps=1)
+    longer = build_model(v1.replace(image_size=24, num_frames=8), ema_steps=1)
+    before = np.array(longer.encoder.pos_embed.table)
+    init_weights_from(longer, source)
+    np.testing.assert_array_equal(np.array(longer.encoder.pos_embed.table), before)
+    assert before.shape == (1, 4 * 3 * 3, 24)
+    np.testing.assert_array_equal(np.array(longer.encoder.blocks[0].attn.qkv.kernel),
+                                  np.array(source.encoder.blocks[0].attn.qkv.kernel))
+
+
+@pytest.mark.slow
+def test_two_clip_lengths_then_cooldown_from_the_run(video_folder, tmp_path):
+    """End to end with compiled ``fit``: pretraining on batches of 2 and 4 frames, then a
+    cooldown at 8 frames and a larger crop that starts from its weights (TensorFlow:
+    several clip lengths in one run are refused with the reason)."""
+    import json
+
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        with pytest.raises(ValueError, match="clip_lengths=\\[2, 4\\].*jax or torch"):
+            pretrain(_phase1(), video_folder, epochs=1, batch_size=2, verbose=0,
+                     output_dir=str(tmp_path / "phase1"))
+        return
+    first = pretrain(_phase1(), video_folder, epochs=1, batch_size=2, verbose=0, seed=4,
+                     output_dir=str(tmp_path / "phase1"))
+    trained = first["model"]
+    seen = {}
+
+    class Capture(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen["weights"] = {part: [np.array(w) for w in getattr(self.model, part).weights]
+                               for part in ("encoder", "target_encoder", "predictor")}
+
+    out2 = str(tmp_path / "cooldown")
+    second = pretrain(_cooldown(), video_folder, epochs=1, batch_size=2, verbose=0,
+                      output_dir=out2, init_from=str(tmp_path / "phase1"),
+                      callbacks=[Capture()])
+    for part, values in seen["weights"].items():
+        for got, want in zip(values, getattr(trained, part).weights):
+            np.testing.assert_array_equal(got, np.array(want))
+    assert np.isfinite(second["history"]["loss"]).all()
+    with open(os.path.join(out2, "run_identity.json")) as f:
+        assert json.load(f)["init_from"] == os.path.realpath(tmp_path / "phase1")
+
+
+def test_pretrain_cli_takes_init_from(monkeypatch):
+    from keras_jepa.programs import pretrain as program
+
+    seen = {}
+    monkeypatch.setattr(program, "pretrain", lambda config, data, **kw: seen.update(kw))
+    args = cli._parser().parse_args(
+        ["pretrain", "--config", "vjepa2_cooldown_tiny_cpu", "--video", "--data", "d",
+         "--init-from", "runs/phase1"])
+    assert program.run(args) == 0 and seen["init_from"] == "runs/phase1"
+
+
+# --------------------------------------------------------------------------- LeJEPA runs
+
+
+def test_pretrain_cli_sends_lejepa_configs_to_pretrain_lejepa(monkeypatch):
+    import keras_jepa.programs.pretrain_lejepa
+    from keras_jepa.programs import pretrain as program
+
+    seen = {}
+    monkeypatch.setattr(keras_jepa.programs.pretrain_lejepa, "pretrain_lejepa",
+                        lambda config, data, **kw: seen.update(kw, config=config, data=data))
+    monkeypatch.setattr(program, "pretrain", lambda *a, **kw: pytest.fail("JEPA pretrain"))
+    assert cli.main(["pretrain", "--config", "lejepa_tiny_cpu", "--data", "d", "--epochs",
+                     "2", "--batch-size", "4", "--output", "o", "--steps-per-epoch", "1",
+                     "--seed", "3", "--workers", "2", "--overwrite"]) == 0
+    assert seen == dict(config="lejepa_tiny_cpu", data="d", epochs=2, batch_size=4,
+                        output_dir="o", steps_per_epoch=1, seed=3, workers=2, overwrite=True)
+    help_text = {a.dest: a.help for a in cli._parser()._subparsers._group_actions[0]
+                 .choices["pretrain"]._actions}
+    assert "LeJEPA" in help_text["config"]
+
+
+def _tiny_lejepa():
+    from keras_jepa.models.lejepa.recipes import get_lejepa_config
+
+    return get_lejepa_config("lejepa_tiny_cpu").replace(
+        image_size=16, patch_size=4, hidden_dim=24, depth=1, num_heads=2,
+        projector_dims=(32, 8), num_slices=16, local_image_size=8)
+
+
+def test_pretrain_lejepa_identity_refuses_other_seed_and_overwrite_starts_fresh(
+        tmp_path, capsys):
+    import json
+
+    from keras_jepa.programs.pretrain import RunMismatchError
+    from keras_jepa.programs.pretrain_lejepa import pretrain_lejepa
+
+    images = np.random.RandomState(0).randint(0, 255, (8, 20, 20, 3)).astype("uint8")
+    out = str(tmp_path / "run")
+    run = dict(epochs=1, batch_size=4, steps_per_epoch=1, output_dir=out)
+    first = pretrain_lejepa(_tiny_lejepa(), images, verbose=0, **run)
+    with open(os.path.join(out, "run_identity.json")) as f:
+        identity = json.load(f)
+    assert identity["config"]["depth"] == 1 and identity["config"]["name"] == "lejepa_tiny_cpu"
+    assert (identity["data"]["source"], identity["data"]["num_samples"]) == (
+        "array of shape [8, 20, 20, 3], uint8", 8)
+    assert (identity["batch_size"], identity["epochs"], identity["steps_per_epoch"],
+            identity["seed"]) == (4, 1, 1, 0)
+    assert len(_rows(first["log_path"])) == 1
+    assert np.isfinite(float(_rows(first["log_path"])[0]["lejepa_loss"]))
+
+    # Another seed (or config) is refused before anything is touched.
+    before = {name: os.path.getmtime(os.path.join(out, name))
+              for name in ("log.csv", "run_identity.json", "config.json")}
+    with pytest.raises(RunMismatchError, match="seed: 0 -> 1") as info:
+        pretrain_lejepa(_tiny_lejepa(), images, seed=1, verbose=0, **run)
+    assert info.value.differences == [("seed", 0, 1)]
+    with pytest.raises(RunMismatchError, match="config.depth: 1 -> 2"):
+        pretrain_lejepa(_tiny_lejepa().replace(depth=2), images, verbose=0, **run)
+    assert before == {name: os.path.getmtime(os.path.join(out, name)) for name in before}
+
+    # The same arguments resume: the run is finished, nothing more is trained.
+    capsys.readouterr()
+    pretrain_lejepa(_tiny_lejepa(), images, verbose=1, **run)
+    assert "(resuming)" in capsys.readouterr().out
+    assert len(_rows(first["log_path"])) == 1
+
+    # overwrite deletes the run's own files only, then trains from scratch.
+    with open(os.path.join(out, "notes.txt"), "w") as f:
+        f.write("mine")
+    again = pretrain_lejepa(_tiny_lejepa(), images, seed=1, overwrite=True, verbose=0, **run)
+    assert len(_rows(again["log_path"])) == 1  # a fresh log, not appended to
+    with open(os.path.join(out, "run_identity.json")) as f:
+        assert json.load(f)["seed"] == 1
+    with open(os.path.join(out, "notes.txt")) as f:
+        assert f.read() == "mine"
