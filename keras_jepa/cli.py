@@ -28,6 +28,9 @@ SUBCOMMANDS = {
                    "them"),
     "train-llip": ("train_llip", "Llip vs SigLIP on synthetic multi-object captions (or your "
                                  "image-text data)"),
+    "plan": ("plan", "V-JEPA 2-AC on a 2-D reaching world: pretrain an encoder, train the "
+                     "action-conditioned predictor, plan to image goals (CEM) against random "
+                     "and greedy"),
     "train-vedit": ("train_vedit", "VEDIT (flow matching over frozen clip embeddings) against "
                                    "a regressor, on the synthetic procedural benchmark or "
                                    "annotated videos"),

@@ -170,8 +170,7 @@ def test_presets_show_no_none_class(capsys):
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("vjepa2_ac_vitg16_256"))
     assert "None" not in row
-    assert row.split()[1:3] == ["-", "listed"]
-    assert "cannot load yet" in out
+    assert row.split()[1:3] == ["VJEPA2AC", "yes"]
 
 
 def test_pretrain_flags_reach_pretrain(monkeypatch):
@@ -300,3 +299,18 @@ def test_pretrain_rerun_refuses_other_arguments_and_overwrite_starts_fresh(
     assert os.path.exists(os.path.join(out, "run_identity.json"))
     assert _log_epochs(out) == [0]
     shutil.rmtree(out)
+
+
+@pytest.mark.parametrize("extra, flag", [
+    (["--video"], "--video"),
+    (["--init-from", "runs/phase1"], "--init-from"),
+    (["--short-videos", "pad"], "--short-videos pad"),
+])
+def test_lejepa_config_refuses_jepa_only_flags(extra, flag, monkeypatch, capsys):
+    import keras_jepa.programs.pretrain_lejepa
+
+    monkeypatch.setattr(keras_jepa.programs.pretrain_lejepa, "pretrain_lejepa",
+                        lambda *a, **kw: pytest.fail("should be refused first"))
+    assert cli.main(["pretrain", "--config", "lejepa_tiny_cpu", "--data", "d"] + extra) == 2
+    line = _error_line(capsys)
+    assert f"{flag} does not apply to the LeJEPA config 'lejepa_tiny_cpu'" in line

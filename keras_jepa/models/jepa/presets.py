@@ -219,21 +219,5 @@ def _vjepa2_probes():
 
 OFFICIAL_PROBES = {**_vjepa_probes(), **_vjepa2_probes()}
 
-# Released, listed, not convertible yet: the action-conditioned predictor of V-JEPA 2-AC.
-UNSUPPORTED_RELEASES = {
-    "vjepa2_ac_vitg16_256": {
-        "class": None,
-        "family": "vjepa2",
-        "source": _VJEPA2_URL + "vjepa2-ac-vitg.pt",
-        "file": "vjepa2-ac-vitg.pt",
-        "supported": False,
-        "description": "V-JEPA 2-AC: ViT-g/16 encoder + action-conditioned predictor "
-        "(1024 wide, 24 blocks, block-causal). The action-conditioned predictor is not "
-        "implemented yet; the encoder can be converted with `keras-jepa convert "
-        "vjepa2-ac-vitg.pt OUT --arch vjepa2_vitg16_256 --encoder context --encoder-only`.",
-    },
-}
-
 register_presets(OFFICIAL_PRESETS)
 register_presets(OFFICIAL_PROBES)
-register_presets(UNSUPPORTED_RELEASES)
