@@ -1,7 +1,9 @@
 """Ready-to-use models and the released checkpoints.
 
 ``IJEPA.from_preset(...)`` / ``VJEPA.from_preset(...)`` give the full released models
-(context encoder, EMA target encoder, predictor); ``VisionTransformer.from_preset(...)``
+(context encoder, EMA target encoder, predictor); ``VJEPA2_1.from_preset(...)`` the V-JEPA 2.1
+releases (dense features; ``VisionTransformer.from_preset`` gives their encoder);
+``VJEPA2AC.from_preset(...)`` the action-conditioned world model (frozen encoder + AC predictor); ``VisionTransformer.from_preset(...)``
 gives one encoder as a backbone. ``keras-jepa presets`` lists the names;
 ``convert_checkpoint`` (``keras-jepa convert``) turns official or Hugging Face files, and
 checkpoints you trained with the official code, into presets.
@@ -16,8 +18,12 @@ from keras_jepa.checkpoints.converters import (
     load_checkpoint_weights,
     load_probe_checkpoint,
 )
+from keras_jepa.models.ac.model import VJEPA2AC
+from keras_jepa.models.ac.presets import AC_PRESETS
 from keras_jepa.models.jepa.ijepa import IJEPA
-from keras_jepa.models.jepa.presets import OFFICIAL_PRESETS, OFFICIAL_PROBES, UNSUPPORTED_RELEASES
+from keras_jepa.models.jepa.presets import OFFICIAL_PRESETS, OFFICIAL_PROBES
+from keras_jepa.models.jepa.presets_2_1 import VJEPA2_1_PRESETS
 from keras_jepa.models.jepa.vjepa import VJEPA
+from keras_jepa.models.jepa.vjepa2_1 import VJEPA2_1
 from keras_jepa.models.vit.vision_transformer import VisionTransformer
 from keras_jepa.presets.registry import PRESETS

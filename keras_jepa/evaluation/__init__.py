@@ -1,11 +1,19 @@
 """Evaluation protocols that take any encoder: features (multi-segment, multi-view video
-protocol), linear, k-NN and attentive probes, and intuitive-physics surprise with the
+protocol), linear, k-NN and attentive probes (one head, or a grid of heads trained at once),
+per-token (dense) linear probes, and intuitive-physics surprise with the
 IntPhys, GRASP and InfLevel readers."""
 
 from keras_jepa.evaluation.attentive_probe import (
     AttentiveClassifier,
     CrossAttention,
     CrossAttentionBlock,
+)
+from keras_jepa.evaluation.dense import (
+    DenseLinearProbe,
+    extract_dense_features,
+    mean_interval,
+    per_image_scores,
+    token_labels,
 )
 from keras_jepa.evaluation.features import (
     FeatureExtractor,
@@ -14,8 +22,14 @@ from keras_jepa.evaluation.features import (
     segment_tokens,
 )
 from keras_jepa.evaluation.probes import (
+    PROBE_GRIDS,
     PROBE_RECIPES,
     LinearClassifier,
+    ProbeGrid,
+    evaluate_probe_grid,
+    probe_grid,
+    probe_grid_optimizer,
+    train_probe_grid,
     aggregate_views,
     evaluate_probe,
     flatten_views,
@@ -29,11 +43,15 @@ from keras_jepa.evaluation.surprise import (
     SurpriseModel,
     absolute_accuracy,
     aggregate_surprise,
+    auprc,
     auroc,
+    best_absolute_accuracy,
     bootstrap_ci,
+    format_metrics,
     format_table,
     pairwise_accuracy,
     plot_surprise_pair,
+    precision_recall,
     property_table,
     time_masks,
     video_surprise,

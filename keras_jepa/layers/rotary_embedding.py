@@ -59,10 +59,13 @@ def _segment_angles(positions, dim, tiled):
     return positions[..., None] * omega
 
 
-def rope_tables(token_ids, grid_size, head_dim, tiled=True):
+def rope_tables(token_ids, grid_size, head_dim, tiled=True, position_scale=None):
     """Returns ``(cos, sin)`` of shape ``(..., N, 1, head_dim)`` for ``token_ids (..., N)``.
 
     The singleton axis broadcasts over heads in the ``(B, N, heads, head_dim)`` layout.
+    ``position_scale`` multiplies the ``(frame, row, col)`` coordinates (three floats; used
+    to map a grid of another resolution onto the training one, see
+    ``interpolated_position_scale``); ``None`` keeps integer positions.
     """
     seg = rope_segment_dim(head_dim)
     if seg == 0:
@@ -70,6 +73,10 @@ def rope_tables(token_ids, grid_size, head_dim, tiled=True):
             f"RoPE needs a head width of at least 6 channels; got head_dim={head_dim}."
         )
     coords = token_coordinates(token_ids, grid_size)
+    if position_scale is not None:
+        coords = tuple(
+            c if float(f) == 1.0 else c * float(f) for c, f in zip(coords, position_scale)
+        )
     angles = [_segment_angles(c, seg, tiled) for c in coords]
     angles = ops.concatenate(angles, axis=-1)
     cos, sin = ops.cos(angles), ops.sin(angles)
@@ -81,6 +88,23 @@ def rope_tables(token_ids, grid_size, head_dim, tiled=True):
         cos = ops.concatenate([cos, ops.ones(pad_shape, cos.dtype)], axis=-1)
         sin = ops.concatenate([sin, ops.zeros(pad_shape, sin.dtype)], axis=-1)
     return cos[..., None, :], sin[..., None, :]
+
+
+def interpolated_position_scale(grid_size, reference_grid):
+    """V-JEPA 2.1's ``interpolate_rope`` factors ``(1, s_h, s_w)`` for a ``(T, H, W)`` grid.
+
+    Row and column positions are stretched so that the last row (column) sits where the
+    last one of a ``reference_grid x reference_grid`` grid does: ``s = (G - 1) / (H - 1)``
+    (``G = 16`` for 256 px at patch 16, so ``15 / 23`` at 384 px). Frames are not scaled.
+    A grid one token high (or wide) keeps that axis unscaled.
+    """
+    h, w = int(grid_size[-2]), int(grid_size[-1])
+    g = float(reference_grid)
+    return (
+        1.0,
+        (g - 1.0) / (h - 1.0) if h > 1 else 1.0,
+        (g - 1.0) / (w - 1.0) if w > 1 else 1.0,
+    )
 
 
 def rotate_pairs(x):

@@ -30,3 +30,5 @@ from keras_jepa.models.vit.vision_transformer import VIT_SIZES, VisionTransforme
 from keras_jepa.models.jepa.vjepa import VJEPA
 from keras_jepa.models.xrm.model import XRM
 from keras_jepa.models.vistallm.model import VistaLLM
+from keras_jepa.models.ac.model import ACPredictor, VJEPA2AC
+from keras_jepa.models.lejepa import LeJEPA, SIGReg

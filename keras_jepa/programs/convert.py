@@ -1,4 +1,5 @@
-"""``keras-jepa convert``: an official (I-JEPA, V-JEPA, V-JEPA 2) or Hugging Face
+"""``keras-jepa convert``: an official (I-JEPA, V-JEPA, V-JEPA 2, V-JEPA 2.1 and 2-AC with
+their preset name as ``--arch``) or Hugging Face
 checkpoint, or an official attentive probe, into a keras_jepa preset folder."""
 
 
@@ -63,6 +64,20 @@ def run(args):
             save_preset(probe, args.output)
             print(f"saved {probe.variant} probe ({probe.num_classes} classes, depth "
                   f"{probe.depth}) to {args.output}")
+            return 0
+        from keras_jepa.checkpoints import release_converter
+        from keras_jepa.presets.registry import PRESETS
+
+        convert = release_converter(PRESETS.get(args.arch, {})) if isinstance(
+            args.arch, str) else convert_checkpoint
+        if convert is not convert_checkpoint:  # V-JEPA 2.1 or 2-AC: the whole model
+            if args.encoder_only or args.allow_missing:
+                raise ValueError(f"--encoder-only and --allow-missing apply to I-JEPA / "
+                                 f"V-JEPA / V-JEPA 2 files, not to {args.arch!r}; convert "
+                                 "the whole file, then take its encoder with "
+                                 "VisionTransformer.from_preset(folder).")
+            convert(args.checkpoint, args.output, arch=args.arch,
+                    strict=not args.non_strict)
             return 0
         convert_checkpoint(args.checkpoint, args.output, arch=args.arch,
                            encoder=args.encoder, encoder_only=args.encoder_only,

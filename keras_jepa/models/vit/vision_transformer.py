@@ -1,4 +1,5 @@
-"""One Vision Transformer for images and video: the I-JEPA, V-JEPA and V-JEPA 2 encoder."""
+"""One Vision Transformer for images and video: the I-JEPA, V-JEPA, V-JEPA 2 and V-JEPA 2.1
+encoder."""
 
 import math
 
@@ -8,7 +9,7 @@ from keras import ops
 
 from keras_jepa.layers.patch_embedding import PatchEmbedding
 from keras_jepa.layers.position_embedding import SinCosPositionEmbedding
-from keras_jepa.layers.rotary_embedding import rope_tables
+from keras_jepa.layers.rotary_embedding import interpolated_position_scale, rope_tables
 from keras_jepa.layers.token_ops import apply_masks, check_indices, gather_tokens
 from keras_jepa.layers.transformer_block import TransformerBlock
 from keras_jepa.presets.mixin import Backbone
@@ -28,6 +29,17 @@ VIT_SIZES = {
     # the intended 64/13 never reaches the model and the MLP ratio stays 4.
     "gigantic": dict(hidden_dim=1664, depth=48, num_heads=16, mlp_ratio=4.0),
     "gigantic_xformers": dict(hidden_dim=1664, depth=48, num_heads=26, mlp_ratio=4.0),
+    # V-JEPA 2.1's ViT-G spells ``mlp_ratio`` right: 64/13, an MLP of 8192 channels.
+    "gigantic_xformers_2_1": dict(hidden_dim=1664, depth=48, num_heads=26, mlp_ratio=64 / 13),
+}
+
+# V-JEPA 2.1's deep-supervision layers (``hierarchical_layers``) by encoder depth: each has
+# its own output norm (``norms_block.{k}``), the last one is the model's output norm.
+VJEPA2_1_HIERARCHICAL_LAYERS = {
+    12: (2, 5, 8, 11),
+    24: (5, 11, 17, 23),
+    40: (9, 19, 29, 39),
+    48: (11, 23, 37, 47),
 }
 
 
@@ -80,6 +92,37 @@ class VisionTransformer(Backbone):
         init_std: std of the normal init of every kernel (0.02).
         final_norm: apply the final LayerNorm.
         flash_attention: passed to ``keras.ops.dot_product_attention`` (None = auto).
+        img_temporal_dim_size: V-JEPA 2.1's second tokenizer (video models only). When
+            set, the model also holds ``patch_embed_img``, a tubelet-1 projection, and an
+            input with exactly this many frames is tokenised by it (one token per frame
+            and patch) instead of by the tubelet ``patch_embed``. V-JEPA 2.1 uses 1: an
+            image is a one-frame clip ``(B, 1, H, W, C)``; a rank-4 image ``(B, H, W, C)``
+            is accepted too and treated the same way.
+        modality_embedding: V-JEPA 2.1's learned ``img_mod_embed`` / ``video_mod_embed``
+            (``(1, 1, D)`` each), added to every token after the tokenizer, the image one
+            when ``patch_embed_img`` was used.
+        interpolate_rope: V-JEPA 2.1's RoPE interpolation: row and column positions are
+            scaled by ``(G - 1) / (H' - 1)`` and ``(G - 1) / (W' - 1)`` for an
+            ``H' x W'`` token grid, with ``G = 256 // 16`` (``252 // 14`` at patch 14), so
+            every resolution spans the positions of the 256 px training grid. Frames are
+            not scaled.
+        hierarchical_layers: V-JEPA 2.1's output norms: block indices (ascending, the last
+            one ``depth - 1``) whose outputs each get their own LayerNorm
+            (``norms_block_{k}``), replacing the single final norm. The plain output is
+            ``norms_block[-1]`` of the last block; ``return_hierarchical=True`` and
+            ``output_layers`` give the others. The official choice for a depth is
+            ``VJEPA2_1_HIERARCHICAL_LAYERS[depth]``.
+        n_output_distillation: how many of the last ``hierarchical_layers`` make up the
+            hierarchical output (V-JEPA 2.1's training targets; 4 in every release).
+            Default: all of them.
+
+    Call arguments (besides ``inputs`` and ``token_indices``):
+        return_hierarchical: return the last ``n_output_distillation`` hierarchical
+            layers, each through its own norm, concatenated on channels:
+            ``(B, N, n_output_distillation * D)`` (the official ``training=True`` output).
+        output_layers: a list of block indices; returns a list of their outputs, each
+            normalised (by its ``norms_block`` norm, which requires the index to be one of
+            ``hierarchical_layers``; by the final norm for a model without them).
 
     Example:
 
@@ -116,6 +159,11 @@ class VisionTransformer(Backbone):
         init_std=0.02,
         final_norm=True,
         flash_attention=None,
+        img_temporal_dim_size=None,
+        modality_embedding=False,
+        interpolate_rope=False,
+        hierarchical_layers=None,
+        n_output_distillation=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -142,6 +190,19 @@ class VisionTransformer(Backbone):
         self.init_std = float(init_std)
         self.final_norm = bool(final_norm)
         self.flash_attention = flash_attention
+        self.img_temporal_dim_size = (
+            None if img_temporal_dim_size is None else int(img_temporal_dim_size)
+        )
+        self.modality_embedding = bool(modality_embedding)
+        self.interpolate_rope = bool(interpolate_rope)
+        self.hierarchical_layers = (
+            None if hierarchical_layers is None else tuple(int(i) for i in hierarchical_layers)
+        )
+        if n_output_distillation is None and self.hierarchical_layers is not None:
+            n_output_distillation = len(self.hierarchical_layers)
+        self.n_output_distillation = (
+            None if n_output_distillation is None else int(n_output_distillation)
+        )
         self._validate_config()
 
         common = dict(dtype=self.dtype_policy)
@@ -153,6 +214,16 @@ class VisionTransformer(Backbone):
             name="patch_embed",
             **common,
         )
+        self.patch_embed_img = None
+        if self.img_temporal_dim_size is not None:
+            self.patch_embed_img = PatchEmbedding(
+                self.hidden_dim,
+                patch_size=self.patch_size,
+                tubelet_size=1,
+                init_std=self.init_std,
+                name="patch_embed_img",
+                **common,
+            )
         self.pos_embed = None
         if self.position_embedding == "sincos":
             self.pos_embed = SinCosPositionEmbedding(
@@ -184,9 +255,27 @@ class VisionTransformer(Backbone):
             for i in range(self.depth)
         ]
         self.norm = None
-        if self.final_norm:
+        self.norms_block = []
+        if self.hierarchical_layers is not None:
+            self.norms_block = [
+                keras.layers.LayerNormalization(
+                    epsilon=self.layer_norm_epsilon, name=f"norms_block_{k}", **common
+                )
+                for k in range(len(self.hierarchical_layers))
+            ]
+        elif self.final_norm:
             self.norm = keras.layers.LayerNormalization(
                 epsilon=self.layer_norm_epsilon, name="norm", **common
+            )
+        self.img_mod_embed = self.video_mod_embed = None
+        if self.modality_embedding:
+            self.img_mod_embed = self.add_weight(
+                name="img_mod_embed", shape=(1, 1, self.hidden_dim),
+                initializer=keras.initializers.RandomNormal(stddev=1e-6),
+            )
+            self.video_mod_embed = self.add_weight(
+                name="video_mod_embed", shape=(1, 1, self.hidden_dim),
+                initializer=keras.initializers.RandomNormal(stddev=1e-6),
             )
         self.build(self.default_input_shape)
 
@@ -207,6 +296,20 @@ class VisionTransformer(Backbone):
     def is_video(self):
         return self.num_frames is not None
 
+    def uses_image_tokenizer(self, input_shape):
+        """Whether an input of this shape goes through ``patch_embed_img`` (V-JEPA 2.1)."""
+        if self.patch_embed_img is None:
+            return False
+        return len(input_shape) == 4 or input_shape[1] == self.img_temporal_dim_size
+
+    @property
+    def output_layer_norms(self):
+        """``{block index: its output norm}`` (the hierarchical norms, or the final norm
+        for the last block; empty without a final norm)."""
+        if self.hierarchical_layers is not None:
+            return dict(zip(self.hierarchical_layers, self.norms_block))
+        return {self.depth - 1: self.norm} if self.norm is not None else {}
+
     @property
     def output_width(self):
         """Channels of the output tokens."""
@@ -222,6 +325,8 @@ class VisionTransformer(Backbone):
         configured one)."""
         shape = self.default_input_shape if input_shape is None else tuple(input_shape)
         h, w = shape[-3] // self.patch_size, shape[-2] // self.patch_size
+        if self.uses_image_tokenizer(shape):
+            return (1 if len(shape) == 4 else shape[1], h, w)
         if self.is_video:
             return (shape[1] // self.tubelet_size, h, w)
         return (h, w)
@@ -251,8 +356,36 @@ class VisionTransformer(Backbone):
                 f"num_frames={self.num_frames} is not divisible by "
                 f"tubelet_size={self.tubelet_size}."
             )
+        if self.img_temporal_dim_size is not None and not self.is_video:
+            raise ValueError(
+                "img_temporal_dim_size needs a video model (num_frames set): an image model "
+                "already tokenises images."
+            )
+        if self.interpolate_rope and self.position_embedding != "rope":
+            raise ValueError("interpolate_rope needs position_embedding='rope'.")
+        if self.hierarchical_layers is not None:
+            layers = self.hierarchical_layers
+            if (
+                not layers
+                or list(layers) != sorted(set(layers))
+                or layers[0] < 0
+                or layers[-1] != self.depth - 1
+            ):
+                raise ValueError(
+                    "hierarchical_layers must be distinct ascending block indices ending "
+                    f"with the last block ({self.depth - 1}); got {list(layers)}."
+                )
+            if self.output_dim is not None:
+                raise ValueError("hierarchical_layers cannot be combined with output_dim.")
+            if not 1 <= self.n_output_distillation <= len(layers):
+                raise ValueError(
+                    f"n_output_distillation must be in [1, {len(layers)}]; got "
+                    f"{self.n_output_distillation}."
+                )
 
     def _check_input_shape(self, shape):
+        if self.patch_embed_img is not None and len(shape) == 4:
+            shape = (shape[0], 1) + tuple(shape[1:])  # an image: one frame
         rank = 5 if self.is_video else 4
         kind = "videos (B, T, H, W, C)" if self.is_video else "images (B, H, W, C)"
         if len(shape) != rank:
@@ -277,7 +410,12 @@ class VisionTransformer(Backbone):
                     f"Input {name} {shape[axis]} is not divisible by patch_size="
                     f"{self.patch_size} (input shape {tuple(shape)})."
                 )
-        if self.is_video and shape[1] is not None and shape[1] % self.tubelet_size:
+        if (
+            self.is_video
+            and shape[1] is not None
+            and shape[1] % self.tubelet_size
+            and not self.uses_image_tokenizer(shape)
+        ):
             raise ValueError(
                 f"Input frame count {shape[1]} is not divisible by tubelet_size="
                 f"{self.tubelet_size} (input shape {tuple(shape)})."
@@ -288,6 +426,10 @@ class VisionTransformer(Backbone):
     def build(self, input_shape):
         self._check_input_shape(input_shape)
         self.patch_embed.build(input_shape)
+        if self.patch_embed_img is not None:
+            self.patch_embed_img.build(
+                (input_shape[0], self.img_temporal_dim_size) + tuple(input_shape[-3:])
+            )
         token_shape = (None, self.num_tokens(input_shape), self.hidden_dim)
         if self.pos_embed is not None:
             self.pos_embed.build(token_shape)
@@ -296,6 +438,8 @@ class VisionTransformer(Backbone):
             token_shape = block.compute_output_shape(token_shape)
         if self.norm is not None:
             self.norm.build(token_shape)
+        for norm in self.norms_block:
+            norm.build(token_shape)
         self.built = True
 
     def __call__(self, inputs, *args, **kwargs):
@@ -309,12 +453,22 @@ class VisionTransformer(Backbone):
                 check_indices(mask, self.num_tokens(shape), batch_size=shape[0])
         return super().__call__(inputs, *args, **kwargs)
 
-    def call(self, inputs, token_indices=None, training=False):
+    def call(self, inputs, token_indices=None, training=False, return_hierarchical=False,
+             output_layers=None):
         shape = tuple(inputs.shape)
         self._check_input_shape(shape)
         grid = self.grid_size(shape)
         num_tokens = int(np.prod(grid))
-        x = self.patch_embed(inputs)
+        if self.uses_image_tokenizer(shape):
+            if len(shape) == 4:
+                inputs = ops.expand_dims(inputs, 1)
+            x = self.patch_embed_img(inputs)
+            mod_embed = self.img_mod_embed
+        else:
+            x = self.patch_embed(inputs)
+            mod_embed = self.video_mod_embed
+        if mod_embed is not None:
+            x = x + ops.cast(mod_embed, x.dtype)
         if self.pos_embed is not None:
             x = self.pos_embed(x, grid_size=grid)
         if isinstance(token_indices, (list, tuple)):
@@ -332,15 +486,53 @@ class VisionTransformer(Backbone):
             ids = ops.arange(num_tokens, dtype="int32")[None]
         rope = None
         if self.position_embedding == "rope":
-            grid3 = grid if self.is_video else (1,) + grid
+            grid3 = grid if len(grid) == 3 else (1,) + grid
+            scale = None
+            if self.interpolate_rope:
+                scale = interpolated_position_scale(grid3, self._rope_reference_grid())
             rope = rope_tables(
-                ids, grid3, self.hidden_dim // self.num_heads, tiled=self.rope_tiled
+                ids, grid3, self.hidden_dim // self.num_heads, tiled=self.rope_tiled,
+                position_scale=scale,
             )
-        for block in self.blocks:
+        norms = self.output_layer_norms
+        wanted = set()
+        if output_layers is not None:
+            output_layers = [int(i) for i in output_layers]
+            for i in output_layers:
+                if i not in norms:
+                    raise ValueError(
+                        f"output_layers: block {i} has no output norm; choose from "
+                        f"{sorted(norms)}."
+                    )
+            wanted.update(output_layers)
+        if return_hierarchical:
+            if self.hierarchical_layers is None:
+                raise ValueError(
+                    "return_hierarchical needs a model with hierarchical_layers."
+                )
+            wanted.update(self._distillation_layers())
+        outs = {}
+        for i, block in enumerate(self.blocks):
             x = block(x, rope=rope, training=training)
+            if i in wanted:
+                outs[i] = norms[i](x)
+        if output_layers is not None:
+            return [outs[i] for i in output_layers]
+        if return_hierarchical:
+            return ops.concatenate([outs[i] for i in self._distillation_layers()], axis=-1)
+        if self.norms_block:
+            return self.norms_block[-1](x)
         if self.norm is not None:
             x = self.norm(x)
         return x
+
+    def _distillation_layers(self):
+        return self.hierarchical_layers[len(self.hierarchical_layers)
+                                        - self.n_output_distillation:]
+
+    def _rope_reference_grid(self):
+        # The training grid whose positions interpolate_rope maps every resolution to.
+        return (252 if self.patch_size == 14 else 256) // self.patch_size
 
     def compute_output_shape(self, inputs_shape, token_indices_shape=None):
         n, batch = self.num_tokens(inputs_shape), inputs_shape[0]
@@ -380,6 +572,13 @@ class VisionTransformer(Backbone):
                 "init_std": self.init_std,
                 "final_norm": self.final_norm,
                 "flash_attention": self.flash_attention,
+                "img_temporal_dim_size": self.img_temporal_dim_size,
+                "modality_embedding": self.modality_embedding,
+                "interpolate_rope": self.interpolate_rope,
+                "hierarchical_layers": (
+                    None if self.hierarchical_layers is None else list(self.hierarchical_layers)
+                ),
+                "n_output_distillation": self.n_output_distillation,
             }
         )
         return config
