@@ -1,8 +1,10 @@
 """Ready-to-use models and the released checkpoints.
 
 ``IJEPA.from_preset(...)`` / ``VJEPA.from_preset(...)`` give the full released models
-(context encoder, EMA target encoder, predictor); ``VJEPA2_1.from_preset(...)`` the V-JEPA 2.1
-releases (dense features; ``VisionTransformer.from_preset`` gives their encoder);
+(context encoder, EMA target encoder, predictor); the V-JEPA 2.1 releases
+(``vjepa2_1_*``) load as a ``VJEPA2_1`` (a ``VJEPA``) through ``VJEPA.from_preset`` or
+``VJEPA2_1.from_preset`` (dense features; ``VisionTransformer.from_preset`` gives their
+encoder);
 ``VJEPA2AC.from_preset(...)`` the action-conditioned world model (frozen encoder + AC predictor); ``VisionTransformer.from_preset(...)``
 gives one encoder as a backbone. ``keras-jepa presets`` lists the names;
 ``convert_checkpoint`` (``keras-jepa convert``) turns official or Hugging Face files, and

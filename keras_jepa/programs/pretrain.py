@@ -1,6 +1,11 @@
-"""``keras-jepa pretrain``: I-JEPA / V-JEPA / V-JEPA 2 pretraining with ``model.fit`` on a
-folder of images or videos (or in-memory arrays), from a named recipe
+"""``keras-jepa pretrain``: I-JEPA / V-JEPA / V-JEPA 2 / V-JEPA 2.1 pretraining with
+``model.fit`` on a folder of images or videos (or in-memory arrays), from a named recipe
 (``keras_jepa.models.jepa.recipes``).
+
+V-JEPA 2.1 configs (``vjepa2_1_*``) train ``VJEPA2_1`` (hierarchical targets, dense
+context loss) on videos; with ``image_data`` (CLI ``--image-data``) every step also takes
+an image batch (``image_batch_size``, CLI ``--image-batch-size``; default the config's),
+the official joint image + video training (``VJEPA2_1``'s ``image_loss_weight``).
 
 The run's identity (config, data, batch size, epochs, steps per epoch, seed, and the run or
 preset it starts from) is recorded in ``output_dir/run_identity.json``; rerunning the same
@@ -58,17 +63,26 @@ from keras_jepa.programs.run_state import (  # noqa: F401 (re-exported: public n
 RUN_OUTPUTS = STANDARD_OUTPUTS + ("tensorboard",)
 # Config fields added after runs were first recorded: left out of the identity at their
 # default, so those runs still resume.
-_LATER_FIELDS = {"linear_decay": False, "clip_lengths": None}
+_LATER_FIELDS = {"linear_decay": False, "clip_lengths": None,
+                 # V-JEPA 2.1 fields: at these defaults a config is not a 2.1 one.
+                 "rope_tiled": True, "img_temporal_dim_size": None,
+                 "modality_embedding": False, "interpolate_rope": False,
+                 "hierarchical_layers": None, "n_output_distillation": None,
+                 "predict_all": True, "context_loss_weight": 0.5,
+                 "image_context_loss_weight": None, "context_loss_ramp": None,
+                 "weight_distance_loss": False, "offset_context_loss": False,
+                 "image_loss_weight": 0.5, "image_masks": None, "image_batch_size": None}
 
 
 def run_identity(config, data, dataset, batch_size, epochs, steps_per_epoch, seed,
-                 short_videos="skip", init_from=None):
+                 short_videos="skip", init_from=None, image_data=None, image_batch_size=None):
     """What determines a pretraining run's schedule and data, as a JSON-friendly dict: the
     config (every field), the data (resolved path, number of samples, digest of the file
     list), batch size, epochs, optimizer steps per epoch, seed, video flag (and, for videos,
     ``short_videos``; for a run started from another, ``init_from``: the resolved run
-    folder or the preset). ``pretrain`` records it in ``output_dir/run_identity.json`` and
-    refuses to continue a run whose identity differs."""
+    folder or the preset; for a joint V-JEPA 2.1 run, the image data and image batch size).
+    ``pretrain`` records it in ``output_dir/run_identity.json`` and refuses to continue a
+    run whose identity differs."""
     fields = {k: v for k, v in config.to_dict().items()
               if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
     extra = {"video": config.kind == "video"}
@@ -76,6 +90,9 @@ def run_identity(config, data, dataset, batch_size, epochs, steps_per_epoch, see
         extra["short_videos"] = short_videos
     if init_from is not None:
         extra["init_from"] = _init_source(init_from)
+    if image_data is not None:
+        extra["image_data"] = _data_identity(image_data, dataset.images)
+        extra["image_batch_size"] = int(image_batch_size)
     return make_identity(fields, data, dataset, batch_size, epochs, steps_per_epoch, seed,
                          **extra)
 
@@ -204,8 +221,11 @@ def pretrain(
     overwrite=False,
     short_videos="skip",
     init_from=None,
+    image_data=None,
+    image_batch_size=None,
 ):
-    """Pretrains an I-JEPA or V-JEPA model with ``model.fit`` and saves the encoder.
+    """Pretrains an I-JEPA, V-JEPA or V-JEPA 2.1 model with ``model.fit`` and saves the
+    encoder.
 
     Args:
         config: a :class:`PretrainConfig` or the name of one (``CONFIGS``).
@@ -237,9 +257,15 @@ def pretrain(
         init_from: start from the weights of a ``pretrain`` run folder (its last finished
             epoch) or a JEPA preset, e.g. the V-JEPA 2 cooldown from its pretraining run
             (see :func:`init_weights_from`); recorded in the run identity.
+        image_data: V-JEPA 2.1 configs only: a folder / list of images or an
+            ``(N, H, W, C)`` array; every step then also trains on an image batch (the
+            official joint image + video training; loss ``r * L_image + (1 - r) *
+            L_video`` with the config's ``image_loss_weight``). Recorded in the identity.
+        image_batch_size: images per step with ``image_data`` (default: the config's
+            ``image_batch_size``).
 
     Returns:
-        A dict: ``model`` (the trained ``IJEPA``/``VJEPA``), ``encoder`` (the saved
+        A dict: ``model`` (the trained ``IJEPA``/``VJEPA``/``VJEPA2_1``), ``encoder`` (the saved
         ``VisionTransformer``), ``history`` (``{metric: per-epoch values}`` over the whole
         run, resumed parts included), ``encoder_dir``, ``log_path``, ``plot_path``,
         ``seconds``, ``steps`` (schedule lengths).
@@ -271,13 +297,24 @@ def pretrain(
             "dataset adapter merges them into an unknown one. Use the jax or torch backend "
             "(KERAS_BACKEND), or one clip length per run."
         )
+    if image_data is not None:
+        if config.hierarchical_layers is None or config.kind != "video":
+            raise ValueError(
+                f"image_data (CLI --image-data) is for V-JEPA 2.1 configs (joint image + "
+                f"video steps, e.g. vjepa2_1_tiny_cpu); {config.name!r} is not one."
+            )
+        image_batch_size = int(image_batch_size or config.image_batch_size or batch_size)
+    elif image_batch_size is not None:
+        raise ValueError("image_batch_size (CLI --image-batch-size) needs image_data.")
     keras.utils.set_random_seed(seed)
 
     dataset = build_dataset(config, data, batch_size, seed=seed, workers=workers,
-                            short_videos=short_videos)
+                            short_videos=short_videos, image_data=image_data,
+                            image_batch_size=image_batch_size)
     steps = int(steps_per_epoch or len(dataset))
     identity = run_identity(config, data, dataset, batch_size, epochs, steps, seed,
-                            short_videos=short_videos, init_from=init_from)
+                            short_videos=short_videos, init_from=init_from,
+                            image_data=image_data, image_batch_size=image_batch_size)
     state = start_run(output_dir, identity, overwrite=overwrite, outputs=RUN_OUTPUTS,
                       verbose=verbose)
     lengths = schedule_steps(config, epochs, steps)
@@ -300,6 +337,9 @@ def pretrain(
     # warning, and counted at the end).
     found = (f"{len(dataset.paths)} images (array)" if isinstance(data, np.ndarray)
              else f"{len(dataset.paths)} files found")
+    if image_data is not None:
+        found += (f" + {len(dataset.images.paths)} images ({image_batch_size} per step, "
+                  f"weight {config.image_loss_weight})")
     if verbose:
         print(
             f"[keras-jepa] {config.name} on backend '{keras.backend.backend()}': "
@@ -345,9 +385,10 @@ def add_arguments(parser):
 
     parser.add_argument("--config", default="ijepa_tiny_cpu",
                         choices=sorted(CONFIGS) + sorted(LEJEPA_CONFIGS),
-                        help="named pretraining config: I-JEPA / V-JEPA / V-JEPA 2, or "
-                             "LeJEPA (lejepa_*: images, run by pretrain_lejepa) "
-                             "(default: ijepa_tiny_cpu)")
+                        help="named pretraining config: I-JEPA / V-JEPA / V-JEPA 2 / "
+                             "V-JEPA 2.1 (vjepa2_1_*: videos, optionally with "
+                             "--image-data), or LeJEPA (lejepa_*: images, run by "
+                             "pretrain_lejepa) (default: ijepa_tiny_cpu)")
     parser.add_argument("--data", required=True,
                         help="folder of images/videos (recursive), or a CSV of video paths")
     parser.add_argument("--epochs", type=int, default=None,
@@ -365,6 +406,12 @@ def add_arguments(parser):
                         help="optimizer steps per epoch (default: one pass over the data)")
     parser.add_argument("--video", action="store_true",
                         help="the data are videos (needs a video config, e.g. vjepa_tiny_cpu)")
+    parser.add_argument("--image-data", default=None, metavar="FOLDER",
+                        help="V-JEPA 2.1 configs (vjepa2_1_*): a folder of images; each "
+                             "step also trains on an image batch (the official joint "
+                             "image + video training)")
+    parser.add_argument("--image-batch-size", type=int, default=None,
+                        help="images per step with --image-data (default: the config's)")
     parser.add_argument("--short-videos", choices=["skip", "pad"], default="skip",
                         help="videos too short for one clip: skip them (default), or pad "
                              "them with their last frame (the official loader)")
@@ -390,6 +437,8 @@ def _run_lejepa(args):
     from keras_jepa.programs.pretrain_lejepa import pretrain_lejepa
 
     refused = [("--video", args.video, "LeJEPA configs train on images"),
+               ("--image-data", args.image_data is not None,
+                "it adds images to V-JEPA 2.1 video runs"),
                ("--init-from", args.init_from is not None,
                 "LeJEPA runs start from fresh weights"),
                ("--short-videos pad", args.short_videos != "skip", "it applies to videos"),
@@ -421,12 +470,16 @@ def run(args):
         raise ValueError(f"config {args.config!r} is for {config.kind}s; {hint}.")
     if args.short_videos != "skip" and config.kind != "video":
         raise ValueError("--short-videos applies to videos (--video with a video config).")
+    if args.image_data is not None and config.hierarchical_layers is None:
+        raise ValueError(f"--image-data is for V-JEPA 2.1 configs (vjepa2_1_*); "
+                         f"{args.config!r} is not one.")
     pretrain(config, args.data, epochs=args.epochs, batch_size=args.batch_size,
              output_dir=args.output, steps_per_epoch=args.steps_per_epoch, seed=args.seed,
              workers=args.workers, tensorboard=args.tensorboard,
              save_target_encoder=not args.save_context_encoder,
              overwrite=args.overwrite, short_videos=args.short_videos,
-             init_from=args.init_from)
+             init_from=args.init_from, image_data=args.image_data,
+             image_batch_size=args.image_batch_size)
     return 0
 
 

@@ -185,3 +185,42 @@ def test_conversion_to_a_preset_folder(encoder_case, tmp_path):
     np.testing.assert_allclose(_np(loaded.target_encoder(clip)), want["output"], atol=ATOL)
     backbone = VisionTransformer.from_preset(str(tmp_path))
     np.testing.assert_allclose(_np(backbone(clip)), want["output"], atol=ATOL)
+
+
+def test_vjepa_from_preset_gives_the_2_1_release(encoder_case, tmp_path, monkeypatch):
+    """``VJEPA.from_preset`` with a V-JEPA 2.1 release name: the entry of
+    ``vjepa2_1_vitb16_384`` shrunk to the tiny architecture, its official file written
+    (``ema_encoder`` + ``predictor``, official key names) where the download would put it;
+    no network."""
+    torch = pytest.importorskip("torch")
+    from keras_jepa.applications import VJEPA, IJEPA
+    from keras_jepa.models.jepa.presets_2_1 import vjepa2_1_predictor_config
+    from keras_jepa.presets import registry
+
+    _, state = encoder_case
+    name = "vjepa2_1_vitb16_384"
+    config = _encoder().get_config()
+    for key in ("name", "trainable", "dtype"):
+        config.pop(key)
+    predictor = vjepa2_1_predictor_config(dict(config, image_size=8), depth=1, levels=4)
+    predictor.update(hidden_dim=24, grid_size=[2, 2, 3], num_mask_tokens=2, patch_size=PATCH)
+    entry = dict(registry.PRESETS[name], encoder_config=config, predictor_config=predictor)
+    monkeypatch.setitem(registry.PRESETS, name, entry)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    pred_state = ref.predictor_state(np.random.default_rng(8), DIM, 24, 1, 96, 4, DIM, 2)
+    path = tmp_path / "home" / "keras_jepa" / "checkpoints" / entry["file"]
+    path.parent.mkdir(parents=True)
+    to_torch = {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}
+    torch.save({"ema_encoder": to_torch, "epoch": 1,
+                "predictor": {k: torch.from_numpy(np.asarray(v))
+                              for k, v in pred_state.items()}}, str(path))
+    model = VJEPA.from_preset(name)
+    assert type(model) is VJEPA2_1 and isinstance(model, VJEPA)
+    clip = np.random.default_rng(9).random((1, 4, 8, 12, 3)).astype("float32")
+    want = ref.encoder_forward(state, clip, PATCH, HEADS, LAYERS, interpolate_grid=256 // PATCH)
+    np.testing.assert_allclose(_np(model.target_encoder(clip)), want["output"], atol=ATOL)
+    # The same cached conversion through the 2.1 class, and the encoder alone.
+    again = VJEPA2_1.from_preset(name)
+    np.testing.assert_allclose(_np(again.encoder(clip)), want["output"], atol=ATOL)
+    with pytest.raises(ValueError, match="not a IJEPA"):
+        IJEPA.from_preset(name)

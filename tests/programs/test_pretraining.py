@@ -410,3 +410,53 @@ def test_pretrain_lejepa_identity_refuses_other_seed_and_overwrite_starts_fresh(
         assert json.load(f)["seed"] == 1
     with open(os.path.join(out, "notes.txt")) as f:
         assert f.read() == "mine"
+
+
+# --------------------------------------------------------------------------- V-JEPA 2.1
+
+
+def test_pretrain_cli_lists_and_checks_the_2_1_configs(capsys):
+    from keras_jepa.models.jepa.recipes import VJEPA2_1_CONFIGS
+
+    parser = cli._parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["pretrain", "--help"])
+    text = capsys.readouterr().out
+    for name in VJEPA2_1_CONFIGS:
+        assert name in text
+    assert "--image-data" in text
+    # Images only join V-JEPA 2.1 runs.
+    assert cli.main(["pretrain", "--config", "vjepa2_tiny_cpu", "--video", "--data", "d",
+                     "--image-data", "i"]) == 2
+    assert "--image-data is for V-JEPA 2.1" in capsys.readouterr().err
+
+
+def test_pretrain_cli_runs_vjepa2_1_on_videos_and_images(video_folder, image_folder,
+                                                          tmp_path):
+    """``keras-jepa pretrain --config vjepa2_1_tiny_cpu`` end to end with compiled ``fit``:
+    every step holds 2 clips and 3 images; the log has both loss terms, the saved target
+    encoder is the 2.1 encoder, the identity records the images."""
+    import json
+
+    from keras_jepa.models import VisionTransformer
+
+    out = str(tmp_path / "run21")
+    code = cli.main(["pretrain", "--config", "vjepa2_1_tiny_cpu", "--video",
+                     "--data", video_folder, "--image-data", image_folder,
+                     "--image-batch-size", "3", "--epochs", "1", "--batch-size", "2",
+                     "--output", out])
+    assert code == 0
+    rows = _rows(os.path.join(out, "log.csv"))
+    assert len(rows) == 1
+    for key in ("loss", "prediction_loss", "context_loss"):
+        assert np.isfinite(float(rows[0][key])) and float(rows[0][key]) > 0, key
+    encoder = VisionTransformer.from_preset(os.path.join(out, "encoder"))
+    assert list(encoder.hierarchical_layers) == [0, 1, 2, 3]
+    assert encoder.patch_embed_img is not None and encoder.modality_embedding
+    with open(os.path.join(out, "run_identity.json")) as f:
+        identity = json.load(f)
+    assert identity["image_batch_size"] == 3
+    assert identity["image_data"]["num_samples"] == 16
+    assert identity["config"]["hierarchical_layers"] == [0, 1, 2, 3]
+    with open(os.path.join(out, "config.json")) as f:
+        assert json.load(f)["config"]["name"] == "vjepa2_1_tiny_cpu"

@@ -1,4 +1,5 @@
-"""The released V-JEPA 2.1 checkpoints as built-in presets (``VJEPA2_1.from_preset``).
+"""The released V-JEPA 2.1 checkpoints as built-in presets (``VJEPA2_1.from_preset``, or
+``VJEPA.from_preset``: ``VJEPA2_1`` is a ``VJEPA``).
 
 Four 384 px models (patch 16, tubelet 2, RoPE in the interleaved layout interpolated across
 resolutions, one encoder for images and videos, four hierarchical output norms):

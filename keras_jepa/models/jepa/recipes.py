@@ -9,7 +9,10 @@ A run is built from a :class:`PretrainConfig`:
 * the data: ``ImageFolderDataset`` (``image_transform``: random resized crop, ImageNet
   normalisation) with a ``MultiBlockMask``, an :class:`ArrayImageDataset` for arrays, or
   ``VideoDataset`` (``video_transform``) with a ``MultiBlockMask3D``;
-* the model: ``IJEPA`` or ``VJEPA`` (context encoder, EMA target encoder, predictor);
+* the model: ``IJEPA``, ``VJEPA`` or ``VJEPA2_1`` (context encoder, EMA target encoder,
+  predictor); a config with ``hierarchical_layers`` is a V-JEPA 2.1 run;
+* V-JEPA 2.1 joint image + video steps: with ``image_data`` (and the config's
+  ``image_masks``) each batch also holds images (:class:`JointImageVideoDataset`);
 * the optimizer: ``JEPAAdamW`` with ``WarmupCosineSchedule`` (lr; ``LinearDecaySchedule``
   for the V-JEPA 2 cooldown configs), ``CosineSchedule`` (weight decay) and the EMA
   momentum ramp, all sized from ``epochs x steps_per_epoch`` (``x ipe_scale``, as
@@ -49,9 +52,12 @@ import dataclasses
 import os
 from typing import Optional
 
+import keras
 import numpy as np
 
 from keras_jepa.data.arrays import ArrayImageDataset
+from keras_jepa.data.file_dataset import EpochCallback
+from keras_jepa.models.jepa.vjepa2_1 import VJEPA2_1_CONFIGS
 
 # --------------------------------------------------------------------------- configs
 
@@ -110,6 +116,18 @@ class PretrainConfig:
             longest (``num_frames``); V-JEPA 2's predictor picks its mask token by group.
         steps_per_epoch: official iterations per "epoch" for video (300), ``None`` = a pass
             over the data.
+    V-JEPA 2.1 (``hierarchical_layers`` set; ``VJEPA2_1_CONFIGS``):
+        rope_tiled: ``False``: the interleaved RoPE layout of 2.1 (V-JEPA 2: tiled).
+        img_temporal_dim_size, modality_embedding, interpolate_rope, hierarchical_layers,
+            n_output_distillation: the encoder options (``VisionTransformer``).
+        predict_all, context_loss_weight, image_context_loss_weight, context_loss_ramp,
+            weight_distance_loss, offset_context_loss, image_loss_weight: the objective
+            (``VJEPA2_1``; ``context_loss_ramp`` in absolute optimizer steps, as the
+            official ``Lambda_LinearWarmupHold``, 15k -> 30k).
+        image_masks: ``MultiBlockMask3D`` configs on the ``(1, H', W')`` image grid
+            (official ``img_mask``); images at ``image_size``.
+        image_batch_size: images per step of a joint image + video run (official: 36 per
+            image rank).
 
     Example:
 
@@ -159,6 +177,21 @@ class PretrainConfig:
     frame_step: int = 4
     steps_per_epoch: Optional[int] = None
     clip_lengths: Optional[tuple] = None
+    rope_tiled: bool = True
+    img_temporal_dim_size: Optional[int] = None
+    modality_embedding: bool = False
+    interpolate_rope: bool = False
+    hierarchical_layers: Optional[tuple] = None
+    n_output_distillation: Optional[int] = None
+    predict_all: bool = True
+    context_loss_weight: float = 0.5
+    image_context_loss_weight: Optional[float] = None
+    context_loss_ramp: Optional[tuple] = None
+    weight_distance_loss: bool = False
+    offset_context_loss: bool = False
+    image_loss_weight: float = 0.5
+    image_masks: object = None
+    image_batch_size: Optional[int] = None
 
     def replace(self, **changes):
         """A copy with some fields changed (``dataclasses.replace``).
@@ -302,6 +335,11 @@ CONFIGS["vjepa2_cooldown_tiny_cpu"] = CONFIGS["vjepa2_tiny_cpu"].replace(
                 "vjepa2_tiny_cpu with init_from)",
 )
 
+# V-JEPA 2.1: the configs of ``keras_jepa.models.jepa.vjepa2_1.VJEPA2_1_CONFIGS`` (official
+# ViT-G/16 stage 1 and a tiny CPU one; ``keras-jepa pretrain --config vjepa2_1_tiny_cpu``).
+for _name, _fields in VJEPA2_1_CONFIGS.items():
+    CONFIGS[_name] = PretrainConfig(name=_name, **_fields)
+
 
 def get_config(name):
     """The named :class:`PretrainConfig` (a copy), or the config itself if given one.
@@ -358,6 +396,16 @@ def build_encoder(config, name=None):
     )
     if config.kind == "video":
         kwargs.update(num_frames=config.num_frames, tubelet_size=config.tubelet_size)
+    if config.position_embedding == "rope":
+        kwargs.update(rope_tiled=config.rope_tiled)
+    if config.hierarchical_layers is not None:
+        kwargs.update(
+            img_temporal_dim_size=config.img_temporal_dim_size,
+            modality_embedding=config.modality_embedding,
+            interpolate_rope=config.interpolate_rope,
+            hierarchical_layers=list(config.hierarchical_layers),
+            n_output_distillation=config.n_output_distillation,
+        )
     if name:
         kwargs["name"] = name
     return VisionTransformer(**kwargs)
@@ -420,6 +468,20 @@ def build_model(config, encoder=None, ema_steps=None):
         if config.stop_std is not None:
             common.update(stochastic_positions=True, stop_std=config.stop_std)
         return IJEPA(encoder, **common)
+    if config.hierarchical_layers is not None:
+        from keras_jepa.models.jepa.vjepa2_1 import VJEPA2_1
+
+        common["predictor_heads"] = config.predictor_heads or 12
+        return VJEPA2_1(
+            encoder, num_mask_tokens=config.num_mask_tokens or 8, loss_exp=config.loss_exp,
+            predict_all=config.predict_all, context_loss_weight=config.context_loss_weight,
+            image_context_loss_weight=config.image_context_loss_weight,
+            context_loss_ramp=config.context_loss_ramp,
+            weight_distance_loss=config.weight_distance_loss,
+            offset_context_loss=config.offset_context_loss,
+            image_loss_weight=config.image_loss_weight, clip_lengths=config.clip_lengths,
+            **common,
+        )
     return VJEPA(encoder, num_mask_tokens=config.num_mask_tokens, loss_exp=config.loss_exp,
                  clip_lengths=config.clip_lengths, **common)
 
@@ -459,14 +521,118 @@ _SHORT_VIDEO_HINT = (
 )
 
 
+class _PrefixedMasks:
+    """A mask sampler whose output keys get a prefix (the image masks of a joint batch)."""
+
+    def __init__(self, sampler, prefix):
+        self.sampler, self.prefix = sampler, prefix
+
+    def __call__(self, batch_size, step=None):
+        return {self.prefix + k: v for k, v in self.sampler(batch_size, step).items()}
+
+
+class JointImageVideoDataset(keras.utils.PyDataset):
+    """Batches that hold a video batch and an image batch (V-JEPA 2.1's joint step).
+
+    Batch ``i`` is ``videos[i]`` (``"videos"``, ``"context_indices"``,
+    ``"target_indices"``) merged with image batch ``i mod len(images)`` (``"images"``,
+    ``"image_context_indices"``, ``"image_target_indices"``); an epoch is one pass over
+    the videos. Both datasets follow the epoch (``set_epoch``), so a resumed run replays
+    the same batches. The official run loads the two on different ranks
+    (``app/vjepa_2_1/train.py``); see ``VJEPA2_1`` for the loss. Built by
+    :func:`build_dataset` with ``image_data``.
+    """
+
+    def __init__(self, videos, images):
+        super().__init__(workers=getattr(videos, "workers", 1))
+        self.videos, self.images = videos, images
+
+    def __len__(self):
+        return len(self.videos)
+
+    def __getitem__(self, index):
+        batch = dict(self.videos[index])
+        batch.update(self.images[int(index) % len(self.images)])
+        return batch
+
+    def on_epoch_end(self):
+        self.videos.on_epoch_end()
+        self.images.on_epoch_end()
+
+    def set_epoch(self, epoch):
+        self.videos.set_epoch(epoch)
+        self.images.set_epoch(epoch)
+
+    def epoch_callback(self):
+        """Keeps both datasets at ``fit``'s epoch (see ``FileDataset.epoch_callback``)."""
+        return EpochCallback(self)
+
+    @property
+    def paths(self):
+        """The video files (the run identity also records the images'; see pretrain)."""
+        return self.videos.paths
+
+    @property
+    def skipped(self):
+        return self.videos.skipped
+
+    @property
+    def num_skipped(self):
+        return self.videos.num_skipped
+
+
+def build_image_mask_sampler(config, seed=0):
+    """The V-JEPA 2.1 image mask sampler of ``config``: ``MultiBlockMask3D`` with
+    ``image_masks`` on the ``(1, H', W')`` grid of one image (official ``img_mask``,
+    tubelet 1, one frame).
+
+    Example:
+
+    >>> sampler = build_image_mask_sampler(get_config("vjepa2_1_tiny_cpu"))
+    >>> sampler.grid_size
+    (1, 4, 4)
+    """
+    from keras_jepa.masks import MultiBlockMask3D
+
+    if not config.image_masks:
+        raise ValueError(f"Config {config.name!r} has no image_masks (a V-JEPA 2.1 config "
+                         "with images has).")
+    grid = config.image_size // config.patch_size
+    return MultiBlockMask3D(grid_size=(1, grid, grid), configs=config.image_masks, seed=seed)
+
+
 def build_dataset(config, data, batch_size, seed=0, workers=1, labels=None,
-                  short_videos="skip"):
+                  short_videos="skip", image_data=None, image_batch_size=None):
     """The training dataset of ``config`` over ``data`` (a folder, a list of paths, a CSV of
     videos, or an image array), with the config's transform and mask sampler
-    (``short_videos``: ``VideoDataset``'s, videos only)."""
+    (``short_videos``: ``VideoDataset``'s, videos only).
+
+    ``image_data`` (V-JEPA 2.1 configs: a folder / list of images or an image array) adds
+    an image batch of ``image_batch_size`` (default: the config's) to every video batch
+    (:class:`JointImageVideoDataset`)."""
     from keras_jepa.data import (
         ImageFolderDataset, VideoDataset, image_transform, video_transform,
     )
+
+    if image_data is not None:
+        if config.hierarchical_layers is None or config.kind != "video":
+            raise ValueError(
+                f"image_data is for V-JEPA 2.1 configs (joint image + video steps); "
+                f"{config.name!r} is not one."
+            )
+        videos = build_dataset(config, data, batch_size, seed=seed, workers=workers,
+                               short_videos=short_videos)
+        size = int(image_batch_size or config.image_batch_size or batch_size)
+        masks = _PrefixedMasks(build_image_mask_sampler(config, seed=seed + 1), "image_")
+        transform = image_transform(config.image_size, scale=tuple(config.crop_scale))
+        if isinstance(image_data, np.ndarray):
+            images = ArrayImageDataset(image_data, size, transform=transform, seed=seed + 1,
+                                       mask_sampler=masks, workers=workers)
+        else:
+            images = ImageFolderDataset(image_data, size, image_size=config.image_size,
+                                        transform=transform, labels=None, seed=seed + 1,
+                                        mask_sampler=masks, workers=workers)
+        return JointImageVideoDataset(videos, images)
 
     if config.kind == "image":
         masks = build_mask_sampler(config, seed=seed)

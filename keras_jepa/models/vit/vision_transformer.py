@@ -534,7 +534,12 @@ class VisionTransformer(Backbone):
         # The training grid whose positions interpolate_rope maps every resolution to.
         return (252 if self.patch_size == 14 else 256) // self.patch_size
 
-    def compute_output_shape(self, inputs_shape, token_indices_shape=None):
+    def compute_output_shape(self, inputs_shape, token_indices_shape=None,
+                             return_hierarchical=False, output_layers=None):
+        """The output shape of ``call`` with the same arguments: ``(B, N, D)``;
+        ``(B, N, n_output_distillation * D)`` with ``return_hierarchical``; a list of
+        ``(B, N, D)``, one per block, with ``output_layers`` (a list of several masks
+        stacks them on the batch axis, as ``call`` does)."""
         n, batch = self.num_tokens(inputs_shape), inputs_shape[0]
         if isinstance(token_indices_shape, (list, tuple)) and token_indices_shape and (
             isinstance(token_indices_shape[0], (list, tuple))
@@ -543,6 +548,19 @@ class VisionTransformer(Backbone):
             batch = None if batch is None else batch * len(token_indices_shape)
         elif token_indices_shape is not None:
             n = token_indices_shape[-1]
+        if output_layers is not None:
+            norms = self.output_layer_norms
+            missing = [int(i) for i in output_layers if int(i) not in norms]
+            if missing:
+                raise ValueError(
+                    f"output_layers: block {missing[0]} has no output norm; choose from "
+                    f"{sorted(norms)}."
+                )
+            return [(batch, n, self.hidden_dim) for _ in output_layers]
+        if return_hierarchical:
+            if self.hierarchical_layers is None:
+                raise ValueError("return_hierarchical needs a model with hierarchical_layers.")
+            return (batch, n, self.n_output_distillation * self.hidden_dim)
         return (batch, n, self.output_width)
 
     def get_config(self):

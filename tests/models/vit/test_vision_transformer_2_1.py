@@ -117,3 +117,37 @@ def test_official_sizes():
     assert int(g["hidden_dim"] * g["mlp_ratio"]) == 8192 and g["num_heads"] == 26
     assert VJEPA2_1_HIERARCHICAL_LAYERS[48] == (11, 23, 37, 47)
     assert VJEPA2_1_HIERARCHICAL_LAYERS[12] == (2, 5, 8, 11)
+
+
+@pytest.mark.parametrize("frames", [None, 1, 4])
+def test_compute_output_shape_matches_the_call(frames):
+    # Three output norms, two of them in the hierarchical output: its width is 2 x 24.
+    enc = _v21(depth=3, hierarchical_layers=[0, 1, 2], n_output_distillation=2)
+    shape = (2, 8, 12, 3) if frames is None else (2, frames, 8, 12, 3)
+    x = np.random.default_rng(0).random(shape).astype("float32")
+    n = enc.num_tokens(shape)
+    one = np.tile(np.arange(3), (2, 1))
+    two = [one, np.tile(np.arange(1, 4), (2, 1))]
+    cases = [dict(), dict(return_hierarchical=True), dict(output_layers=[2, 0]),
+             dict(token_indices=one, return_hierarchical=True),
+             dict(token_indices=two, output_layers=[1]), dict(token_indices=two)]
+    for kwargs in cases:
+        out = enc(x, **kwargs)
+        index_shape = kwargs.get("token_indices")
+        if index_shape is not None:
+            index_shape = ([tuple(i.shape) for i in index_shape]
+                           if isinstance(index_shape, list) else tuple(index_shape.shape))
+        want = enc.compute_output_shape(
+            shape, index_shape, return_hierarchical=kwargs.get("return_hierarchical", False),
+            output_layers=kwargs.get("output_layers"),
+        )
+        got = ([tuple(o.shape) for o in out] if isinstance(out, list)
+               else tuple(out.shape))
+        assert got == want, (kwargs, got, want)
+    assert enc.compute_output_shape(shape, return_hierarchical=True) == (2, n, 48)
+    with pytest.raises(ValueError, match="no output norm"):
+        enc.compute_output_shape(shape, output_layers=[5])
+    plain = VisionTransformer(image_size=8, patch_size=4, hidden_dim=24, depth=1,
+                              num_heads=2)
+    with pytest.raises(ValueError, match="hierarchical_layers"):
+        plain.compute_output_shape((2, 8, 8, 3), return_hierarchical=True)
