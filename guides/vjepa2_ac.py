@@ -28,7 +28,7 @@ is the cross-entropy method (CEM); we execute its first action and plan again
 
 Here everything runs on a CPU: a point that must reach a goal in a 32-pixel world with known
 dynamics, so we can compare the planner against random actions, a one-step greedy planner
-and the oracle that knows the dynamics.
+and a controller that knows both positions and heads straight for the goal.
 """
 
 """

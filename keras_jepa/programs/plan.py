@@ -1,14 +1,17 @@
 """``keras-jepa plan``: V-JEPA 2-AC end to end on a CPU. Pretrain a tiny encoder with the
-V-JEPA 2 objective on videos of the 2-D reaching world, train the action-conditioned
-predictor on random-action trajectories (teacher forcing + rollout), then reach image goals
-by planning in latent space, against random actions, a one-step greedy planner and the
-known-dynamics oracle; also saves the energy landscape around a true action.
+V-JEPA 2 objective on videos of a 2-D reaching world (``--world open``: an empty square;
+``--world wall``: a wall between start and goal), train the action-conditioned predictor on
+random-action trajectories (teacher forcing + rollout), then reach image goals by planning
+in latent space, against random actions, a one-step greedy planner and a controller that
+heads straight for the goal knowing both positions; also saves the energy landscape around
+a true action.
 
 Examples::
 
     keras-jepa plan                              # the default run, a few minutes
     keras-jepa plan --quick                      # smoke run, meaningless numbers
     keras-jepa plan --episodes 100 --horizon 2 --out runs/plan
+    keras-jepa plan --world wall                 # the wall world, CEM 3 steps ahead
 
 Success: the point ends within 0.08 of the goal (the square is 1 wide). Intervals: Wilson
 95% for success rates, mean +- 1.96 standard errors for final distances.
@@ -21,23 +24,41 @@ import time
 
 import numpy as np
 
+#: Per-world defaults of the options left unset (``None``) on the command line. The wall
+#: world plans three steps ahead with the energy of every step (``energy_steps="all"``),
+#: and its training data push into the wall (persistent actions, starts next to it).
+WORLDS = {
+    "open": dict(horizon=1, energy_steps="final", persistent=0.0, near_obstacle=0.0,
+                 predictor_epochs=12, learning_rate=1e-3, episode_steps=10),
+    "wall": dict(horizon=3, energy_steps="all", persistent=0.5, near_obstacle=0.8,
+                 predictor_epochs=40, learning_rate=2e-3, episode_steps=14),
+}
+
 QUICK_SETTINGS = dict(trajectories=48, frames=4, encoder_steps=6, predictor_epochs=1,
                       episodes=3, episode_steps=3, samples=16, top_k=4, iterations=3)
 
 
 def add_arguments(parser):
     """Adds the ``plan`` options to ``parser``."""
+    parser.add_argument("--world", choices=sorted(WORLDS), default="open",
+                        help="open: the point in an empty square (PointReachEnv); wall: a "
+                             "wall between start and goal (WallReachEnv)")
     parser.add_argument("--episodes", type=int, default=50, help="evaluation episodes")
-    parser.add_argument("--episode-steps", type=int, default=10,
-                        help="actions per episode (each moves at most 0.1 per axis)")
+    parser.add_argument("--episode-steps", type=int, default=None,
+                        help="actions per episode (default: the world's, 10 open, 14 wall)")
     parser.add_argument("--trajectories", type=int, default=1024,
                         help="random-action training trajectories")
     parser.add_argument("--frames", type=int, default=4, help="frames per trajectory")
     parser.add_argument("--encoder-steps", type=int, default=300,
                         help="V-JEPA 2 pretraining steps of the encoder")
-    parser.add_argument("--predictor-epochs", type=int, default=12,
-                        help="epochs of AC predictor training")
-    parser.add_argument("--horizon", type=int, default=1, help="CEM horizon (official 1)")
+    parser.add_argument("--predictor-epochs", type=int, default=None,
+                        help="epochs of AC predictor training (default: the world's, 12 "
+                             "open, 40 wall)")
+    parser.add_argument("--horizon", type=int, default=None,
+                        help="CEM horizon (official 1; default: the world's, 1 open, 3 wall)")
+    parser.add_argument("--energy-steps", choices=["final", "all"], default=None,
+                        help="CEM energy: the final predicted frame's L1 (official) or the "
+                             "sum over every predicted frame (default: final open, all wall)")
     parser.add_argument("--samples", type=int, default=100, help="CEM samples (official 100)")
     parser.add_argument("--top-k", type=int, default=10, help="CEM elites (official 10)")
     parser.add_argument("--iterations", type=int, default=10,
@@ -84,7 +105,7 @@ def pretrain_encoder(videos, steps, seed=0, batch_size=16, width=48, depth=2, ve
 
 
 def train_world_model(encoder, data, epochs, seed=0, batch_size=32, width=64, depth=2,
-                      verbose=True):
+                      learning_rate=1e-3, verbose=True):
     """A ``VJEPA2AC`` around the frozen ``encoder``, its predictor trained for ``epochs`` on
     ``data`` (``random_trajectories``) with the official teacher-forcing + rollout losses
     (the frames are encoded once). Returns ``(model, history)``."""
@@ -101,7 +122,7 @@ def train_world_model(encoder, data, epochs, seed=0, batch_size=32, width=64, de
     encode = FrameEncoder(model)
     tokens = np.concatenate([encode.encode(data["frames"][i:i + 64])
                              for i in range(0, len(data["frames"]), 64)])
-    model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.04))
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=0.04))
     history = model.fit({"tokens": tokens, "actions": data["actions"],
                          "states": data["states"]}, batch_size=batch_size, epochs=epochs,
                         shuffle=True, verbose=0).history
@@ -138,7 +159,7 @@ def summarize(final_distances, success_radius):
 
 
 def evaluate(world_model, env, episodes, steps, seed=0, samples=100, top_k=10,
-             iterations=10, horizon=1, verbose=True):
+             iterations=10, horizon=1, energy_steps="final", verbose=True):
     """Runs every controller on the same ``episodes`` (start, goal) pairs with receding
     horizon control; returns ``{controller: summarize(...)}`` plus timings."""
     from keras_jepa.models.ac.planning import (
@@ -151,18 +172,13 @@ def evaluate(world_model, env, episodes, steps, seed=0, samples=100, top_k=10,
     )
 
     rng = np.random.default_rng(seed + 1)
-    starts = [env.sample_position(rng) for _ in range(episodes)]
-    goals = []
-    for start in starts:
-        goal = env.sample_position(rng)
-        while np.linalg.norm(goal - start) < 0.3:
-            goal = env.sample_position(rng)
-        goals.append(goal)
+    starts, goals = zip(*[env.sample_task(rng) for _ in range(episodes)])
     encoder = FrameEncoder(world_model)
-    bounds = env.bounds
+    bounds = env.proprio_bounds
     energy = EnergyModel(world_model, state_bounds=bounds)
     cem = CEMPlanner(world_model, horizon=horizon, num_samples=samples, top_k=top_k,
-                     iterations=iterations, action_bound=env.max_step, state_bounds=bounds)
+                     iterations=iterations, action_bound=env.max_step, state_bounds=bounds,
+                     energy_steps=energy_steps)
     grid = action_grid(env.max_step, 9)
     plan_rng = np.random.default_rng(seed + 2)
 
@@ -172,19 +188,21 @@ def evaluate(world_model, env, episodes, steps, seed=0, samples=100, top_k=10,
     goal_latent = {}
 
     def cem_choice(env_):
-        return cem.plan(latent(env_, env_.observe()), env_.state, goal_latent["z"], plan_rng)
+        return cem.plan(latent(env_, env_.observe()), env_.proprio(env_.state),
+                        goal_latent["z"], plan_rng)
 
     def greedy_choice(env_):
-        return greedy_action(energy, latent(env_, env_.observe()), env_.state,
+        return greedy_action(energy, latent(env_, env_.observe()), env_.proprio(env_.state),
                              goal_latent["z"], grid)
 
     controllers = {
         "random": lambda e: plan_rng.uniform(-e.max_step, e.max_step, 2),
         "greedy (1-step, 9x9 grid)": greedy_choice,
-        f"CEM (horizon {horizon}, {samples} samples, top {top_k}, {iterations} rounds)":
+        f"CEM (horizon {horizon}, {samples} samples, top {top_k}, {iterations} rounds"
+        f"{', energy of every step' if energy_steps == 'all' else ''})":
             cem_choice,
-        "oracle (known dynamics)": lambda e: np.clip(e.goal - e.state, -e.max_step,
-                                                     e.max_step),
+        "straight at the goal (knows both positions)": lambda e: np.clip(
+            e.goal - e.state, -e.max_step, e.max_step),
     }
     results = {}
     for name, choose in controllers.items():
@@ -220,12 +238,13 @@ def landscape_plot(world_model, env, path, seed=0):
 
     rng = np.random.default_rng(seed + 3)
     encoder = FrameEncoder(world_model)
-    start = np.array([0.5, 0.5], np.float32)
+    start = np.array([0.5, 0.5] if not env.blocked([0.5, 0.5]) else [0.3, 0.5], np.float32)
     true_action = rng.uniform(-env.max_step, env.max_step, 2).astype(np.float32)
     goal = env.next_state(start, true_action)
     context = encoder.encode(env.render(start)[None, None])
     goal_latent = encoder.encode(env.render(goal)[None, None])
-    grid, axes = energy_landscape(EnergyModel(world_model), context, start, goal_latent,
+    grid, axes = energy_landscape(EnergyModel(world_model), context, env.proprio(start),
+                                  goal_latent,
                                   [0.0, 0.0], env.max_step * 1.5, num=21)
     i, j = np.unravel_index(np.argmin(grid), grid.shape)
     path = plot_energy_landscape(grid, axes, path, truth=true_action,
@@ -237,27 +256,34 @@ def run_pipeline(args, settings=None):
     """The whole program; returns the results dict (also written to ``out/results.json``)."""
     import keras
 
-    from keras_jepa.models.ac.data import PointReachEnv, random_trajectories
+    from keras_jepa.models.ac.data import PointReachEnv, WallReachEnv, random_trajectories
 
     settings = dict(vars(args), **(settings or {}))
+    world = settings.get("world") or "open"
+    for key, value in WORLDS[world].items():
+        if settings.get(key) is None:
+            settings[key] = value
     if settings.get("quick"):
         settings.update(QUICK_SETTINGS)
     begin = time.time()
     print(f"backend: {keras.backend.backend()}")
-    env = PointReachEnv()
+    env = WallReachEnv() if world == "wall" else PointReachEnv()
     rng = np.random.default_rng(settings["seed"])
-    data = random_trajectories(env, settings["trajectories"], settings["frames"], rng)
+    data = random_trajectories(env, settings["trajectories"], settings["frames"], rng,
+                               persistent=settings["persistent"],
+                               near_obstacle=settings["near_obstacle"])
     print(f"data: {settings['trajectories']} random trajectories of {settings['frames']} "
-          f"frames, {env.image_size} px")
+          f"frames, {env.image_size} px, world '{world}'")
     encoder = pretrain_encoder(data["frames"], settings["encoder_steps"], settings["seed"])
     model, history = train_world_model(encoder, data, settings["predictor_epochs"],
-                                       settings["seed"])
+                                       settings["seed"],
+                                       learning_rate=settings["learning_rate"])
     trained = time.time() - begin
     os.makedirs(settings["out"], exist_ok=True)
     results = evaluate(model, env, settings["episodes"], settings["episode_steps"],
                        settings["seed"], samples=settings["samples"],
                        top_k=settings["top_k"], iterations=settings["iterations"],
-                       horizon=settings["horizon"])
+                       horizon=settings["horizon"], energy_steps=settings["energy_steps"])
     path, best, truth = landscape_plot(model, env,
                                        os.path.join(settings["out"], "energy_landscape.png"),
                                        settings["seed"])

@@ -13,6 +13,16 @@ gives a planner nothing to follow. The end-effector state given to
 the predictor is ``p`` itself (2-D, like the 7-D DROID pose); a goal is an image of the disc
 at the goal position. ``random_trajectories`` gives random-action training data in the
 layout ``VJEPA2AC.fit`` takes.
+
+``WallReachEnv`` puts a wall in the middle of the square, between every start and its goal.
+Moving straight at the goal ends pressed against the wall, where no single step brings the
+point closer: a one-step greedy planner stops there, while a planner that looks a few steps
+ahead goes round an end of the wall. The point slides along the wall (each step is done in
+small sub-steps, one axis at a time, and a sub-step into the wall is undone). The predictor
+gets the *commanded* actions and no end-effector state (zeros): it has to learn from the
+images where the wall stops the point (with the executed displacement as the action, or
+the true position as the state, contact would be given away and the planner's state update
+``state + action``, the official one, would walk through the wall).
 """
 
 import numpy as np
@@ -77,19 +87,50 @@ class PointReachEnv:
             image[..., 1] += 0.6 * glow
         return np.clip(image, 0.0, 1.0).astype(np.float32)
 
+    #: ``random_trajectories`` labels actions with the executed displacement.
+    action_labels = "executed"
+
     def sample_position(self, rng):
         low, high = self.bounds
-        return rng.uniform(low, high, 2).astype(np.float32)
+        while True:
+            position = rng.uniform(low, high, 2).astype(np.float32)
+            if not self.blocked(position):
+                return position
+
+    def blocked(self, position):
+        """Whether ``position`` is inside an obstacle (none here)."""
+        return False
+
+    def sample_near_obstacle(self, rng):
+        """A free position next to an obstacle (anywhere, without one)."""
+        return self.sample_position(rng)
+
+    def proprio(self, state):
+        """The end-effector state the predictor and planners see (here the position)."""
+        return np.asarray(state, np.float32)
+
+    @property
+    def proprio_bounds(self):
+        """Clip of the planners' predicted end-effector states."""
+        return self.bounds
+
+    def sample_task(self, rng, min_distance=0.3):
+        """A ``(start, goal)`` pair for an evaluation episode (at least ``min_distance``
+        apart)."""
+        start = self.sample_position(rng)
+        goal = self.sample_position(rng)
+        while np.linalg.norm(goal - start) < min_distance:
+            goal = self.sample_position(rng)
+        return start, goal
 
     def reset(self, rng, start=None, goal=None, min_distance=0.3):
         """Starts an episode (random start and goal at least ``min_distance`` apart, unless
         given); returns the first observation."""
-        self.state = (np.asarray(start, np.float32) if start is not None
-                      else self.sample_position(rng))
-        if goal is None:
-            goal = self.sample_position(rng)
-            while np.linalg.norm(goal - self.state) < min_distance:
-                goal = self.sample_position(rng)
+        if start is None or goal is None:
+            task = self.sample_task(rng, min_distance)
+            start = task[0] if start is None else start
+            goal = task[1] if goal is None else goal
+        self.state = np.asarray(start, np.float32)
         self.goal = np.asarray(goal, np.float32)
         return self.observe()
 
@@ -122,10 +163,103 @@ class PointReachEnv:
         return self.distance < self.success_radius
 
 
-def random_trajectories(env, num, steps, rng):
+class WallReachEnv(PointReachEnv):
+    """The reaching world with a wall between start and goal (module docstring).
+
+    Args:
+        wall: the drawn wall ``(x0, y0, x1, y1)`` in units of the square. The point's
+            centre may not come closer to it than ``radius`` (the disc touches the wall).
+        max_step: 0.15 per axis; radius 0.07 (the disc); the rest as ``PointReachEnv``.
+
+    Evaluation tasks (``sample_task``) start on one side of the wall and end on the other,
+    both at heights the wall covers, so the straight line to the goal runs into the wall.
+
+    Example:
+
+    >>> env = WallReachEnv()
+    >>> _ = env.reset(np.random.default_rng(0), start=[0.2, 0.5], goal=[0.8, 0.5])
+    >>> for _ in range(4):
+    ...     _ = env.step([0.15, 0.0])
+    >>> round(float(env.state[0]), 2), bool(env.success)   # pressed against the wall
+    (0.39, False)
+    >>> env.proprio(env.state).tolist()                      # no end-effector state
+    [0.0, 0.0]
+    """
+
+    action_labels = "commanded"
+
+    def __init__(self, wall=(0.47, 0.35, 0.53, 0.65), max_step=0.15, radius=0.07,
+                 substeps=8, **kwargs):
+        super().__init__(max_step=max_step, radius=radius, **kwargs)
+        self.wall = tuple(float(v) for v in wall)
+        self.substeps = int(substeps)
+        x0, y0, x1, y1 = self.wall
+        inside = ((self._xx >= x0) & (self._xx <= x1) & (self._yy >= y0) & (self._yy <= y1))
+        self._wall_mask = inside[..., None].astype(np.float32)
+
+    def blocked(self, position):
+        x0, y0, x1, y1 = self.wall
+        r = self.radius
+        return bool(x0 - r < position[0] < x1 + r and y0 - r < position[1] < y1 + r)
+
+    def sample_near_obstacle(self, rng, gap=0.12):
+        """A free position at most ``gap`` from the wall's blocked rectangle."""
+        x0, y0, x1, y1 = self.wall
+        r = self.radius
+        while True:
+            position = rng.uniform([x0 - r - gap, y0 - r - gap],
+                                   [x1 + r + gap, y1 + r + gap]).astype(np.float32)
+            low, high = self.bounds
+            if np.all((position >= low) & (position <= high)) and not self.blocked(position):
+                return position
+
+    def proprio(self, state):
+        return np.zeros(2, np.float32)
+
+    @property
+    def proprio_bounds(self):
+        return 0.0, 0.0
+
+    def render(self, position):
+        image = super().render(position)
+        wall = np.array([0.75, 0.75, 0.8], np.float32)
+        return (image * (1 - self._wall_mask) + wall * self._wall_mask).astype(np.float32)
+
+    def next_state(self, state, action):
+        """Sub-steps, one axis at a time; a sub-step into the wall or out of the square is
+        undone (so the point slides along the wall)."""
+        low, high = self.bounds
+        position = np.asarray(state, np.float32).copy()
+        delta = self.clip_action(action) / self.substeps
+        for _ in range(self.substeps):
+            for axis in (0, 1):
+                moved = position.copy()
+                moved[axis] = np.clip(moved[axis] + delta[axis], low, high)
+                if not self.blocked(moved):
+                    position = moved
+        return position.astype(np.float32)
+
+    def sample_task(self, rng, min_distance=0.3):
+        x0, y0, x1, y1 = self.wall
+        low, high = self.bounds
+        ys = rng.uniform(y0 + 0.03, y1 - 0.03, 2)
+        near = rng.uniform(low, x0 - self.radius - 0.1)
+        far = rng.uniform(x1 + self.radius + 0.1, high)
+        start, goal = np.array([near, ys[0]]), np.array([far, ys[1]])
+        if rng.random() < 0.5:
+            start[0], goal[0] = 1.0 - start[0], 1.0 - goal[0]
+        return start.astype(np.float32), goal.astype(np.float32)
+
+
+def random_trajectories(env, num, steps, rng, persistent=0.0, near_obstacle=0.0):
     """``num`` random-action trajectories of ``steps`` frames: ``{"frames" (num, steps, S,
     S, 3), "actions" (num, steps - 1, 2), "states" (num, steps, 2)}`` (float32), with
-    uniform actions in ``[-max_step, max_step]`` and uniform random starts.
+    uniform actions in ``[-max_step, max_step]`` and uniform random starts. Actions are the
+    executed displacements or the commanded ones (``env.action_labels``); states are
+    ``env.proprio`` of the positions. A fraction ``persistent`` of the trajectories repeat
+    their first action (so they push into walls for several steps, as a teleoperator
+    reaching for something does); the rest draw each action independently. A fraction
+    ``near_obstacle`` start next to an obstacle (``env.sample_near_obstacle``).
 
     Example:
 
@@ -136,14 +270,19 @@ def random_trajectories(env, num, steps, rng):
     size = env.image_size
     frames = np.zeros((num, steps, size, size, 3), np.float32)
     actions = rng.uniform(-env.max_step, env.max_step, (num, steps - 1, 2)).astype(np.float32)
+    repeat = rng.random(num) < persistent
+    actions[repeat] = actions[repeat, :1]
     states = np.zeros((num, steps, 2), np.float32)
+    near = rng.random(num) < near_obstacle
     for i in range(num):
-        state = env.sample_position(rng)
+        state = env.sample_near_obstacle(rng) if near[i] else env.sample_position(rng)
         for t in range(steps):
             states[i, t] = state
             frames[i, t] = env.render(state)
             if t < steps - 1:
                 state = env.next_state(state, actions[i, t])
-    # Actions as executed (clipping at the walls included), so they explain the frames.
-    actions = states[:, 1:] - states[:, :-1]
+    if env.action_labels == "executed":
+        # Clipping at the border included, so the actions explain the frames.
+        actions = states[:, 1:] - states[:, :-1]
+    states = np.stack([[env.proprio(s) for s in row] for row in states]).astype(np.float32)
     return {"frames": frames, "actions": actions.astype(np.float32), "states": states}

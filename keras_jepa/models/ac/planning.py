@@ -8,7 +8,11 @@ keeps the last frame's tokens and layer-norms them; the next state is ``state + 
 (the official pose update for position and gripper; rotations compose, which for the zero
 rotation the official planner always samples is the identity), clipped to
 ``state_bounds``. The energy is the official L1: ``mean |z_H - z_goal|`` over the tokens and
-channels of the **final** predicted frame only.
+channels of the **final** predicted frame only. ``energy_steps="all"`` (not official) sums
+that L1 over every predicted frame instead: with a horizon above one, the final-frame
+energy leaves the first action (the one executed) free as long as the sequence ends at the
+goal, so a receding-horizon controller wanders around a goal it has reached; the sum
+prefers getting there early and staying.
 
 Cross-entropy method (``cem``). A Gaussian over action sequences (mean 0, std
 ``init_std``) is refined for ``iterations`` rounds: draw ``num_samples`` sequences, clip
@@ -64,7 +68,8 @@ def _vector(value, dim, name):
     return arr
 
 
-def rollout_energy(world_model, context, state, goal, actions, state_bounds=None):
+def rollout_energy(world_model, context, state, goal, actions, state_bounds=None,
+                   energy_steps="final"):
     """Energies ``(N,)`` of ``N`` action sequences ``actions (N, H, A)`` from one context.
 
     Args:
@@ -73,7 +78,11 @@ def rollout_energy(world_model, context, state, goal, actions, state_bounds=None
         state: the current end-effector state ``(1, A)`` or ``(A,)``.
         goal: layer-normed tokens of the goal frame, like ``context``.
         state_bounds: ``(low, high)`` to clip the predicted states, or ``None``.
+        energy_steps: ``"final"`` (official): the L1 of the last predicted frame;
+            ``"all"``: the sum over every predicted frame.
     """
+    if energy_steps not in ("final", "all"):
+        raise ValueError(f"energy_steps must be 'final' or 'all'; got {energy_steps!r}.")
     num, horizon = actions.shape[0], actions.shape[1]
     hw = world_model.tokens_per_frame
     context = ops.reshape(ops.cast(context, "float32"), (1, hw, -1))
@@ -83,16 +92,23 @@ def rollout_energy(world_model, context, state, goal, actions, state_bounds=None
     states = ops.broadcast_to(state, (num, state.shape[-1]))[:, None]
     actions = ops.cast(actions, "float32")
     nxt = frames
+    total = 0.0
+
+    def l1(pred):
+        diff = ops.abs(pred - ops.broadcast_to(goal, ops.shape(pred)))
+        return ops.mean(ops.reshape(diff, (num, -1)), axis=-1)
+
     for h in range(horizon):
         nxt = world_model.predict_next(frames, actions[:, :h + 1], states)
+        if energy_steps == "all":
+            total = total + l1(nxt)
         if h + 1 < horizon:
             frames = ops.concatenate([frames, nxt], axis=1)
             new = states[:, -1] + actions[:, h]
             if state_bounds is not None:
                 new = ops.clip(new, state_bounds[0], state_bounds[1])
             states = ops.concatenate([states, new[:, None]], axis=1)
-    diff = ops.abs(nxt - ops.broadcast_to(goal, ops.shape(nxt)))
-    return ops.mean(ops.reshape(diff, (num, -1)), axis=-1)
+    return total if energy_steps == "all" else l1(nxt)
 
 
 def cem(energy_fn, noise, init_mean, init_std, action_bound, top_k, momentum_mean,
@@ -151,16 +167,19 @@ def cem(energy_fn, noise, init_mean, init_std, action_bound, top_k, momentum_mea
 class _Planner(keras.Model):
     """Shared pieces: the world model and the clipping of predicted states."""
 
-    def __init__(self, world_model, state_bounds=None, **kwargs):
+    def __init__(self, world_model, state_bounds=None, energy_steps="final", **kwargs):
         super().__init__(**kwargs)
         self.world_model = world_model
         self.state_bounds = None if state_bounds is None else tuple(
             float(v) for v in state_bounds)
+        if energy_steps not in ("final", "all"):
+            raise ValueError(f"energy_steps must be 'final' or 'all'; got {energy_steps!r}.")
+        self.energy_steps = energy_steps
 
     def _energy(self, inputs):
         return lambda actions: rollout_energy(
             self.world_model, inputs["context"][0], inputs["state"][0], inputs["goal"][0],
-            actions, self.state_bounds)
+            actions, self.state_bounds, self.energy_steps)
 
 
 class CEMPlanner(_Planner):
@@ -178,6 +197,7 @@ class CEMPlanner(_Planner):
         init_std: initial std (default ``action_bound``).
         fixed: per-dimension bools: dimensions pinned to 0 (the official rotation).
         state_bounds: ``(low, high)`` clip of predicted states, or ``None``.
+        energy_steps: ``"final"`` (official) or ``"all"`` (module docstring).
         energy_fn: ``(actions (S, H, A), inputs) -> (S,)`` instead of the world model.
         action_dim: needed with ``energy_fn`` (else the predictor's).
 
@@ -195,8 +215,9 @@ class CEMPlanner(_Planner):
 
     def __init__(self, world_model, horizon=1, num_samples=100, top_k=10, iterations=100,
                  momentum_mean=0.25, momentum_std=0.95, action_bound=0.05, init_std=None,
-                 fixed=None, state_bounds=None, energy_fn=None, action_dim=None, **kwargs):
-        super().__init__(world_model, state_bounds, **kwargs)
+                 fixed=None, state_bounds=None, energy_steps="final", energy_fn=None,
+                 action_dim=None, **kwargs):
+        super().__init__(world_model, state_bounds, energy_steps, **kwargs)
         if world_model is None and energy_fn is None:
             raise ValueError("Pass a world_model or an energy_fn.")
         dim = int(action_dim or world_model.predictor.action_dim)

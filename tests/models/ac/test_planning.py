@@ -88,6 +88,13 @@ def test_rollout_energy_is_repeated_one_step_prediction(world):
     np.testing.assert_allclose(energies, np.abs(z2 - goal).mean(axis=(1, 2)), atol=1e-5)
     # Not the energy of the first predicted frame: only the final one counts.
     assert np.abs(energies - np.abs(z1 - goal).mean(axis=(1, 2))).max() > 1e-4
+    # energy_steps="all": the sum over both predicted frames.
+    every = EnergyModel(model, state_bounds=(-0.25, 0.25), energy_steps="all").energies(
+        context, state, goal, actions)
+    np.testing.assert_allclose(every, np.abs(z1 - goal).mean(axis=(1, 2))
+                               + np.abs(z2 - goal).mean(axis=(1, 2)), atol=1e-5)
+    with pytest.raises(ValueError, match="energy_steps"):
+        CEMPlanner(model, energy_steps="last")
 
 
 def test_cem_on_world_model_beats_grid_and_greedy_agrees(world, tmp_path):
