@@ -2,7 +2,7 @@
 teacher-forcing and rollout training, latent-space planning (CEM, receding horizon, energy
 landscapes), a procedural reaching world to run it on a CPU, and the released preset."""
 
-from keras_jepa.models.ac.data import PointReachEnv, random_trajectories
+from keras_jepa.models.ac.data import PointReachEnv, WallReachEnv, random_trajectories
 from keras_jepa.models.ac.model import (
     ACPredictor,
     VJEPA2AC,

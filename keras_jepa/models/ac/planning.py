@@ -5,9 +5,9 @@ Energy. An action sequence ``a_0..a_{H-1}`` is rolled out from the encoded conte
 and the current end-effector state: step ``h`` runs the predictor on every frame so far
 (the context, then its own layer-normed predictions), every action and every state so far,
 keeps the last frame's tokens and layer-norms them; the next state is ``state + action``
-(the official pose update for position and gripper; rotations compose, which for the zero
-rotation the official planner always samples is the identity), clipped to
-``state_bounds``. The energy is the official L1: ``mean |z_H - z_goal|`` over the tokens and
+(``pose_update="add"``), clipped to ``state_bounds``; ``pose_update="droid"`` is the
+official 7-D pose update: xyz added, the rotation composed as ``R(delta) @ R(pose)``
+through extrinsic ``xyz`` Euler angles, the gripper added and clipped to ``[0, 1]``. The energy is the official L1: ``mean |z_H - z_goal|`` over the tokens and
 channels of the **final** predicted frame only. ``energy_steps="all"`` (not official) sums
 that L1 over every predicted frame instead: with a horizon above one, the final-frame
 energy leaves the first action (the one executed) free as long as the sequence ends at the
@@ -25,8 +25,9 @@ horizon 1, 100 samples, top 10, 100 iterations, momenta 0.25 / 0.95, ``maxnorm``
 samples, 10 iterations and momenta 0.15 / 0.15; its notebook horizon 2, 25 samples, 2
 iterations, 0.15 / 0.75 and ``maxnorm`` 0.075. ``droid_cem_settings`` gives the per-dimension
 settings of the official 7-D DROID actions (rotation pinned to 0, gripper bound 0.75, std
-1, momenta 0.15). Not reproduced: rounding a planned gripper ``|g| < 0.25`` to 0 and the
-``close_gripper`` override.
+1, momenta 0.15, the DROID pose update, a planned gripper ``|g| < 0.25`` rounded to 0);
+``close_gripper=k`` sets the sampled gripper action to 1 from horizon step ``k`` on, as
+officially.
 
 Everything runs as **one traced function** per planner (``predict_on_batch``: ``jax.jit``
 on JAX, ``tf.function`` on TensorFlow; Keras runs torch eagerly unless the planner is
@@ -49,8 +50,8 @@ from keras_jepa.models.jepa.base import layer_norm_no_affine
 def droid_cem_settings(maxnorm=0.05):
     """Per-dimension CEM settings of the official planner for 7-D DROID actions
     (xyz, Euler xyz, gripper): ``dict(action_bound, init_std, momentum_mean,
-    momentum_std, fixed)`` for :class:`CEMPlanner` (momenta are those of the official
-    ``WorldModel``: 0.15 everywhere)."""
+    momentum_std, fixed, pose_update, round_gripper)`` for :class:`CEMPlanner` (momenta
+    are those of the official ``WorldModel``: 0.15 everywhere)."""
     m = float(maxnorm)
     return dict(
         action_bound=[m, m, m, 0.0, 0.0, 0.0, 0.75],
@@ -58,6 +59,8 @@ def droid_cem_settings(maxnorm=0.05):
         momentum_mean=[0.15] * 7,
         momentum_std=[0.15] * 7,
         fixed=[False, False, False, True, True, True, False],
+        pose_update="droid",
+        round_gripper=0.25,
     )
 
 
@@ -68,8 +71,37 @@ def _vector(value, dim, name):
     return arr
 
 
+def euler_xyz_to_matrix(angles):
+    """Rotation matrices ``(..., 3, 3)`` of extrinsic ``xyz`` Euler angles ``(..., 3)``
+    (``R = Rz(c) @ Ry(b) @ Rx(a)``, scipy's ``from_euler("xyz", ...)``)."""
+    angles = ops.cast(angles, "float32")
+    ca, cb, cc = (ops.cos(angles[..., i]) for i in range(3))
+    sa, sb, sc = (ops.sin(angles[..., i]) for i in range(3))
+    rows = [[cc * cb, cc * sb * sa - sc * ca, cc * sb * ca + sc * sa],
+            [sc * cb, sc * sb * sa + cc * ca, sc * sb * ca - cc * sa],
+            [-sb, cb * sa, cb * ca]]
+    return ops.stack([ops.stack(row, axis=-1) for row in rows], axis=-2)
+
+
+def matrix_to_euler_xyz(matrix):
+    """Extrinsic ``xyz`` Euler angles ``(..., 3)`` of rotation matrices ``(..., 3, 3)``
+    (the inverse of ``euler_xyz_to_matrix`` away from gimbal lock, ``|b| < pi / 2``)."""
+    a = ops.arctan2(matrix[..., 2, 1], matrix[..., 2, 2])
+    b = -ops.arcsin(ops.clip(matrix[..., 2, 0], -1.0, 1.0))
+    c = ops.arctan2(matrix[..., 1, 0], matrix[..., 0, 0])
+    return ops.stack([a, b, c], axis=-1)
+
+
+def droid_pose_update(pose, action):
+    """The official 7-D pose update (``compute_new_pose``): ``pose, action (N, 7)`` = xyz,
+    Euler xyz, gripper -> ``(N, 7)``."""
+    rotation = ops.matmul(euler_xyz_to_matrix(action[:, 3:6]), euler_xyz_to_matrix(pose[:, 3:6]))
+    return ops.concatenate([pose[:, :3] + action[:, :3], matrix_to_euler_xyz(rotation),
+                            ops.clip(pose[:, 6:] + action[:, 6:], 0.0, 1.0)], axis=-1)
+
+
 def rollout_energy(world_model, context, state, goal, actions, state_bounds=None,
-                   energy_steps="final"):
+                   energy_steps="final", pose_update="add"):
     """Energies ``(N,)`` of ``N`` action sequences ``actions (N, H, A)`` from one context.
 
     Args:
@@ -80,7 +112,10 @@ def rollout_energy(world_model, context, state, goal, actions, state_bounds=None
         state_bounds: ``(low, high)`` to clip the predicted states, or ``None``.
         energy_steps: ``"final"`` (official): the L1 of the last predicted frame;
             ``"all"``: the sum over every predicted frame.
+        pose_update: ``"add"`` (``state + action``) or ``"droid"`` (``droid_pose_update``).
     """
+    if pose_update not in ("add", "droid"):
+        raise ValueError(f"pose_update must be 'add' or 'droid'; got {pose_update!r}.")
     if energy_steps not in ("final", "all"):
         raise ValueError(f"energy_steps must be 'final' or 'all'; got {energy_steps!r}.")
     num, horizon = actions.shape[0], actions.shape[1]
@@ -104,7 +139,8 @@ def rollout_energy(world_model, context, state, goal, actions, state_bounds=None
             total = total + l1(nxt)
         if h + 1 < horizon:
             frames = ops.concatenate([frames, nxt], axis=1)
-            new = states[:, -1] + actions[:, h]
+            new = (droid_pose_update(states[:, -1], actions[:, h]) if pose_update == "droid"
+                   else states[:, -1] + actions[:, h])
             if state_bounds is not None:
                 new = ops.clip(new, state_bounds[0], state_bounds[1])
             states = ops.concatenate([states, new[:, None]], axis=1)
@@ -112,7 +148,7 @@ def rollout_energy(world_model, context, state, goal, actions, state_bounds=None
 
 
 def cem(energy_fn, noise, init_mean, init_std, action_bound, top_k, momentum_mean,
-        momentum_std, fixed=None):
+        momentum_std, fixed=None, close_gripper=None):
     """The cross-entropy method with pre-drawn noise; returns ``(mean, std)`` ``(H, A)``.
 
     Args:
@@ -123,6 +159,7 @@ def cem(energy_fn, noise, init_mean, init_std, action_bound, top_k, momentum_mea
         top_k: elites per round (>= 2: their std is the unbiased one).
         momentum_mean, momentum_std: ``(A,)`` momenta of the updates.
         fixed: ``(A,)`` bool: dimensions pinned to ``init_mean`` (the official ``axis``).
+        close_gripper: horizon step from which the last action dimension is set to 1.
 
     Example (a quadratic energy with its minimum at 0.3):
 
@@ -147,6 +184,11 @@ def cem(energy_fn, noise, init_mean, init_std, action_bound, top_k, momentum_mea
     std = ops.broadcast_to(ops.cast(init_std, "float32"), (horizon, dim))
     pinned = None if fixed is None else ops.convert_to_tensor(np.asarray(fixed, bool))
     anchor = mean
+    closed = None
+    if close_gripper is not None:
+        closed = np.zeros((horizon, dim), bool)
+        closed[int(close_gripper):, -1] = True
+        closed = ops.convert_to_tensor(closed)
 
     def body(i, carry):
         mean, std = carry
@@ -154,6 +196,8 @@ def cem(energy_fn, noise, init_mean, init_std, action_bound, top_k, momentum_mea
         samples = ops.clip(mean[None] + std[None] * eps, -bound, bound)
         if pinned is not None:
             samples = ops.where(pinned, anchor[None], samples)
+        if closed is not None:
+            samples = ops.where(closed[None], 1.0, samples)
         energies = energy_fn(samples)
         _, idx = ops.top_k(-energies, top_k)
         elites = ops.take(samples, idx, axis=0)
@@ -167,7 +211,8 @@ def cem(energy_fn, noise, init_mean, init_std, action_bound, top_k, momentum_mea
 class _Planner(keras.Model):
     """Shared pieces: the world model and the clipping of predicted states."""
 
-    def __init__(self, world_model, state_bounds=None, energy_steps="final", **kwargs):
+    def __init__(self, world_model, state_bounds=None, energy_steps="final",
+                 pose_update="add", **kwargs):
         super().__init__(**kwargs)
         self.world_model = world_model
         self.state_bounds = None if state_bounds is None else tuple(
@@ -175,11 +220,14 @@ class _Planner(keras.Model):
         if energy_steps not in ("final", "all"):
             raise ValueError(f"energy_steps must be 'final' or 'all'; got {energy_steps!r}.")
         self.energy_steps = energy_steps
+        if pose_update not in ("add", "droid"):
+            raise ValueError(f"pose_update must be 'add' or 'droid'; got {pose_update!r}.")
+        self.pose_update = pose_update
 
     def _energy(self, inputs):
         return lambda actions: rollout_energy(
             self.world_model, inputs["context"][0], inputs["state"][0], inputs["goal"][0],
-            actions, self.state_bounds, self.energy_steps)
+            actions, self.state_bounds, self.energy_steps, self.pose_update)
 
 
 class CEMPlanner(_Planner):
@@ -198,6 +246,10 @@ class CEMPlanner(_Planner):
         fixed: per-dimension bools: dimensions pinned to 0 (the official rotation).
         state_bounds: ``(low, high)`` clip of predicted states, or ``None``.
         energy_steps: ``"final"`` (official) or ``"all"`` (module docstring).
+        pose_update: ``"add"`` or ``"droid"`` (module docstring).
+        round_gripper: a planned last dimension below this in magnitude becomes 0
+            (official 0.25 for DROID), or ``None``.
+        close_gripper: horizon step from which the gripper action is 1, or ``None``.
         energy_fn: ``(actions (S, H, A), inputs) -> (S,)`` instead of the world model.
         action_dim: needed with ``energy_fn`` (else the predictor's).
 
@@ -215,9 +267,12 @@ class CEMPlanner(_Planner):
 
     def __init__(self, world_model, horizon=1, num_samples=100, top_k=10, iterations=100,
                  momentum_mean=0.25, momentum_std=0.95, action_bound=0.05, init_std=None,
-                 fixed=None, state_bounds=None, energy_steps="final", energy_fn=None,
-                 action_dim=None, **kwargs):
-        super().__init__(world_model, state_bounds, energy_steps, **kwargs)
+                 fixed=None, state_bounds=None, energy_steps="final", pose_update="add",
+                 round_gripper=None, close_gripper=None, energy_fn=None, action_dim=None,
+                 **kwargs):
+        super().__init__(world_model, state_bounds, energy_steps, pose_update, **kwargs)
+        self.round_gripper = None if round_gripper is None else float(round_gripper)
+        self.close_gripper = None if close_gripper is None else int(close_gripper)
         if world_model is None and energy_fn is None:
             raise ValueError("Pass a world_model or an energy_fn.")
         dim = int(action_dim or world_model.predictor.action_dim)
@@ -246,7 +301,12 @@ class CEMPlanner(_Planner):
         zeros = np.zeros((self.horizon, self.action_dim), "float32")
         mean, std = cem(energy, inputs["noise"][0], zeros, self.init_std[None],
                         self.action_bound, self.top_k, self.momentum_mean,
-                        self.momentum_std, self.fixed)
+                        self.momentum_std, self.fixed, self.close_gripper)
+        if self.round_gripper is not None:
+            small = np.zeros((self.horizon, self.action_dim), bool)
+            small[:, -1] = True
+            mean = ops.where(ops.logical_and(ops.convert_to_tensor(small),
+                                             ops.abs(mean) < self.round_gripper), 0.0, mean)
         return {"plan": mean[None], "std": std[None]}
 
     def plan(self, context, state, goal, rng):

@@ -95,6 +95,8 @@ def test_rollout_energy_is_repeated_one_step_prediction(world):
                                + np.abs(z2 - goal).mean(axis=(1, 2)), atol=1e-5)
     with pytest.raises(ValueError, match="energy_steps"):
         CEMPlanner(model, energy_steps="last")
+    with pytest.raises(ValueError, match="pose_update"):
+        EnergyModel(model, pose_update="euler")
 
 
 def test_cem_on_world_model_beats_grid_and_greedy_agrees(world, tmp_path):
@@ -128,3 +130,39 @@ def test_receding_horizon_executes_first_action_and_replans():
     executed = receding_horizon(env, plan, 8)
     assert len(calls) == 8 and np.allclose(calls[1], calls[0] + executed[0])
     assert env.success and env.distance < 1e-5
+
+
+def test_droid_pose_update_composes_rotations_as_scipy():
+    from scipy.spatial.transform import Rotation
+
+    from keras_jepa.models.ac.planning import droid_pose_update
+
+    rng = np.random.default_rng(4)
+    pose = np.concatenate([rng.normal(0, 0.3, (6, 3)), rng.uniform(-1.2, 1.2, (6, 3)),
+                           rng.uniform(0, 1, (6, 1))], axis=1).astype("float32")
+    action = np.concatenate([rng.normal(0, 0.05, (6, 3)), rng.uniform(-0.3, 0.3, (6, 3)),
+                             rng.uniform(-0.75, 0.75, (6, 1))], axis=1).astype("float32")
+    out = to_numpy(droid_pose_update(pose, action))
+    rot = (Rotation.from_euler("xyz", action[:, 3:6]) * Rotation.from_euler("xyz", pose[:, 3:6]))
+    np.testing.assert_allclose(out[:, :3], pose[:, :3] + action[:, :3], atol=1e-6)
+    np.testing.assert_allclose(out[:, 3:6], rot.as_euler("xyz"), atol=2e-5)
+    np.testing.assert_allclose(out[:, 6], np.clip(pose[:, 6] + action[:, 6], 0, 1), atol=1e-6)
+
+
+def test_cem_gripper_rounding_and_close_gripper():
+    def energy_to(target):
+        t = ops.convert_to_tensor(np.asarray(target, "float32"))
+        return lambda a, _: ops.sum(ops.square(a - t), axis=(1, 2))
+
+    # A planned gripper of 0.1 is rounded to 0 (|g| < 0.25), one of 0.5 is kept.
+    for goal, expected in ((0.1, 0.0), (0.5, 0.5)):
+        planner = CEMPlanner(None, energy_fn=energy_to([[0.02, goal]]), action_dim=2,
+                             action_bound=[0.05, 0.75], init_std=[0.05, 1.0], round_gripper=0.25)
+        plan = planner.plan(None, None, None, np.random.default_rng(0))
+        assert abs(plan[0, 1] - expected) < 0.02 and abs(plan[0, 0] - 0.02) < 3e-3
+    # close_gripper=1: from the second step on, every sample's gripper is 1.
+    planner = CEMPlanner(None, energy_fn=energy_to([[0.0, -0.5]] * 3), action_dim=2, horizon=3,
+                         action_bound=[0.05, 0.75], init_std=[0.05, 1.0], close_gripper=1)
+    plan = planner.plan(None, None, None, np.random.default_rng(1))
+    np.testing.assert_allclose(plan[1:, 1], 1.0, atol=1e-5)
+    assert abs(plan[0, 1] + 0.5) < 0.02
