@@ -57,6 +57,11 @@ from keras_jepa.evaluation.surprise import (
     video_surprise,
     voe_metrics,
 )
+from keras_jepa.evaluation.pixel_predictor import (
+    PixelPredictor,
+    PixelSurpriseModel,
+    patchify_video,
+)
 from keras_jepa.evaluation.intuitive_physics import (
     iter_grasp,
     iter_inflevel,

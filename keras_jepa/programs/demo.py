@@ -15,8 +15,14 @@
    (one window per 24-frame video at the default frame step), context lengths 2/4/6
    frames, surprise = L1 between predicted and target-encoder features of the rest of
    the window; pairwise accuracy per property (best context row, as the paper reports),
-   for the trained model, the same network at its initial weights, and a pixel-space
-   baseline (error of predicting each frame by the previous one).
+   for the trained model, the same network at its initial weights, and two pixel-space
+   baselines: ``pixel_copy`` (error of predicting each frame by the previous one) and
+   ``pixel_predictor`` (``keras_jepa.evaluation.pixel_predictor.PixelPredictor``: the
+   V-JEPA's encoder and predictor sizes with a linear head to pixels, trained on the same
+   clips and masks for the same wall-clock time as the V-JEPA, its surprise scored the
+   same way: L1 between predicted and true pixels of the rest of each window, same
+   windows and context lengths). Tables are given per property, over all properties by
+   condition (occluded or visible, moving or static) and per property and condition.
 
 A PNG of the surprise of one object-permanence pair (over the windows, or over the context
 lengths when a video holds one window) and the loss curve are saved in ``output_dir``.
@@ -44,6 +50,10 @@ DEMO_CONFIG = dict(
     predictor_heads=4, num_train_videos=1200, batch_size=16, steps=3000,
     lr=3e-3, start_lr=2e-4, final_lr=1e-5, warmup=0.1, weight_decay=0.05,
     ema_momentum=(0.998, 1.0), context_lengths=(2, 4, 6), scenes_per_property=32,
+    # Wall-clock seconds of training of the pixel-space predictor baseline: None = the
+    # V-JEPA's training time (the same budget), 0 = skip it.
+    pixel_budget=None,
+    loss_exp=1.0,
     # One causal mask config: a one-token tube over the clip plus every token after the
     # first half of the clip are targets (MultiBlockMask3D's max_temporal_keep).
     masks=(
@@ -75,7 +85,7 @@ class _ClipBatches:
     ``keras.utils.PyDataset``; built lazily so importing this module stays light)."""
 
     @staticmethod
-    def make(videos, frames_per_clip, frame_step, batch_size, sampler, steps, seed):
+    def make(videos, frames_per_clip, frame_step, batch_size, sampler, steps, seed, offset=0):
         import keras
 
         from keras_jepa.evaluation.surprise import preprocess_videos
@@ -85,6 +95,7 @@ class _ClipBatches:
                 return steps
 
             def __getitem__(self, index):
+                index = int(index) + int(offset)
                 rng = np.random.default_rng([seed, index])
                 pick = rng.integers(0, len(videos), batch_size)
                 # A random window of frames_per_clip frames taken every frame_step frames.
@@ -130,7 +141,103 @@ def build_demo_model(config=None, steps=None, seed=0):
         encoder, num_mask_tokens=len(c["masks"]), predictor_dim=c["predictor_dim"],
         predictor_depth=c["predictor_depth"], predictor_heads=c["predictor_heads"],
         ema_momentum=(m0, m1), ema_steps=int(steps or c["steps"]) if m0 != m1 else None,
+        loss_exp=c["loss_exp"],
     )
+
+
+def build_pixel_predictor(config=None, seed=0):
+    """The pixel-space baseline of the demo: the V-JEPA's encoder and predictor sizes, a
+    linear head to the pixels of each token
+    (``keras_jepa.evaluation.pixel_predictor.PixelPredictor``).
+
+    Example:
+
+    >>> model = build_pixel_predictor(dict(DEMO_CONFIG, depth=1, predictor_depth=1))
+    >>> model.pixel_dim == DEMO_CONFIG["tubelet_size"] * DEMO_CONFIG["patch_size"] ** 2 * 3
+    True
+    """
+    import keras
+
+    from keras_jepa.evaluation.pixel_predictor import PixelPredictor
+    from keras_jepa.models import VisionTransformer
+
+    c = dict(DEMO_CONFIG, **(config or {}))
+    keras.utils.set_random_seed(seed + 7)
+    encoder = VisionTransformer(
+        image_size=c["image_size"], patch_size=c["patch_size"],
+        num_frames=c["frames_per_clip"], tubelet_size=c["tubelet_size"],
+        hidden_dim=c["hidden_dim"], depth=c["depth"], num_heads=c["num_heads"],
+        uniform_power=True,
+    )
+    return PixelPredictor(encoder, predictor_dim=c["predictor_dim"],
+                          predictor_depth=c["predictor_depth"],
+                          predictor_heads=c["predictor_heads"],
+                          num_mask_tokens=len(c["masks"]))
+
+
+class _StepTimes:
+    """A Keras callback factory recording the wall time at the end of every batch."""
+
+    @staticmethod
+    def make():
+        import keras
+
+        class StepTimes(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.times = []
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.times.append(time.time())
+
+        return StepTimes()
+
+
+def train_pixel_predictor(config, videos, seconds, seed=0, verbose=0, calibration_steps=40):
+    """Trains :func:`build_pixel_predictor` on the demo's clips and masks for about
+    ``seconds`` of wall time (the V-JEPA's training time: the same budget).
+
+    The first ``calibration_steps`` (at most a tenth of ``config["steps"]``, at least 5)
+    measure the time of a step (after compilation); the learning-rate schedule is then set
+    to the number of steps that fit in what is left of the budget, so the run ends with
+    the schedule (warmup-cosine, as the V-JEPA's). On a machine whose load changes, the
+    time actually spent can differ from ``seconds`` (it is returned).
+
+    Returns ``(model, {"steps", "seconds", "losses"})``.
+    """
+    from keras_jepa.masks import MultiBlockMask3D
+    from keras_jepa.training.optimizers import JEPAAdamW, WarmupCosineSchedule
+
+    c = dict(DEMO_CONFIG, **(config or {}))
+    model = build_pixel_predictor(c, seed=seed)
+    grid = model.encoder.grid_size()
+    sampler = MultiBlockMask3D(grid_size=grid, configs=list(c["masks"]), seed=seed + 7)
+    guess = int(c["steps"])
+    lr = WarmupCosineSchedule(c["start_lr"], c["lr"], c["final_lr"],
+                              warmup_steps=int(c["warmup"] * guess), total_steps=guess)
+    model.compile(optimizer=JEPAAdamW(learning_rate=lr, weight_decay=c["weight_decay"]))
+    # At least 5 calibration steps, at most a tenth of the V-JEPA's steps.
+    cal = int(min(calibration_steps, max(5, int(c["steps"]) // 10)))
+    start = time.time()
+    timer = _StepTimes.make()
+    data = _ClipBatches.make(videos, c["frames_per_clip"], c["frame_step"], c["batch_size"],
+                             sampler, cal, seed + 7)
+    h1 = model.fit(data, epochs=1, steps_per_epoch=cal, verbose=0, callbacks=[timer])
+    per_step = (timer.times[-1] - timer.times[0]) / max(len(timer.times) - 1, 1)
+    left = float(seconds) - (time.time() - start)
+    total = cal + max(int(left / max(per_step, 1e-6)), 0)
+    losses = [float(v) for v in h1.history["loss"]]
+    if total > cal:
+        # The schedule over the steps that fit; retrace the step with the new constants.
+        lr.total_steps, lr.warmup_steps = total, int(c["warmup"] * total)
+        model.train_function = None
+        data = _ClipBatches.make(videos, c["frames_per_clip"], c["frame_step"],
+                                 c["batch_size"], sampler, total - cal, seed + 7, offset=cal)
+        epochs = max(e for e in range(1, 11) if (total - cal) % e == 0)
+        h2 = model.fit(data, epochs=epochs, steps_per_epoch=(total - cal) // epochs,
+                       verbose=1 if verbose else 0)
+        losses += [float(v) for v in h2.history["loss"]]
+    return model, {"steps": total, "seconds": time.time() - start, "losses": losses}
 
 
 def _cpu_seconds():
@@ -173,11 +280,15 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
         **overrides: ``DEMO_CONFIG`` entries (e.g. ``depth=2``, ``num_train_videos=400``).
 
     Returns:
-        ``{"backend", "tables", "condition_tables", "seconds", "train_seconds", "losses",
-        "plots", "output_dir"}``. ``tables`` holds one table per network (``"trained"``,
-        ``"untrained"``, ``"pixel_copy"``) mapping each property (and ``"all"``) to its
-        metrics (see ``keras_jepa.evaluation.property_table``); ``condition_tables`` the
-        same per property and condition (occluded or visible, static or moving).
+        ``{"backend", "tables", "condition_tables", "group_tables", "seconds",
+        "train_seconds", "pixel_predictor", "losses", "plots", "output_dir"}``.
+        ``tables`` holds one table per network (``"trained"``, ``"untrained"``,
+        ``"pixel_copy"``, ``"pixel_predictor"`` unless ``pixel_budget=0``) mapping each
+        property (and ``"all"``) to its metrics (see
+        ``keras_jepa.evaluation.property_table``); ``group_tables`` the same over all
+        properties per condition (occluded or visible, static or moving);
+        ``condition_tables`` per property and condition; ``pixel_predictor`` its
+        ``steps``, ``seconds`` and ``losses``.
     """
     import json
 
@@ -256,8 +367,21 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
     pixel = (copy_frame_surprise(evalset["possible"]),
              copy_frame_surprise(evalset["impossible"]))
     # Each network's surprises and its context rows (the pixel baseline has one row).
-    runs = (("trained", trained, c["context_lengths"]),
-            ("untrained", untrained, c["context_lengths"]), ("pixel_copy", pixel, None))
+    runs = [("trained", trained, c["context_lengths"]),
+            ("untrained", untrained, c["context_lengths"]), ("pixel_copy", pixel, None)]
+    pixel_info = None
+    budget = train_seconds if c["pixel_budget"] is None else float(c["pixel_budget"])
+    if budget > 0:
+        from keras_jepa.evaluation.pixel_predictor import PixelSurpriseModel
+
+        say(f"  pixel-space predictor: same clips, masks and sizes, pixel targets, "
+            f"{budget:.0f} s of training (the V-JEPA's wall time) ...")
+        pix_model, pixel_info = train_pixel_predictor(dict(c, steps=steps), train, budget,
+                                                      seed=seed, verbose=verbose)
+        head = PixelSurpriseModel(pix_model, c["context_lengths"])
+        s = video_surprise(head, videos, verbose=0, **sur_kwargs)
+        pixel_pred = (s[:num_pairs], s[num_pairs:])
+        runs.append(("pixel_predictor", pixel_pred, c["context_lengths"]))
     tables = {name: property_table(*pair, evalset["property"], lengths)
               for name, pair, lengths in runs}
     # The same, split by condition (occluded or visible, static or moving): which
@@ -270,6 +394,15 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
     condition_tables = {
         name: {k: v for k, v in property_table(*pair, conditions, lengths).items()
                if k != "all"}
+        for name, pair, lengths in runs
+    }
+    # Over all properties, by condition: where the objects move behind a screen, ...
+    groups = np.asarray([
+        f"{'occluded' if occ else 'visible'}, {'moving' if mov else 'static'}"
+        for occ, mov in zip(evalset["occluded"], evalset["moving"])
+    ])
+    group_tables = {
+        name: {k: v for k, v in property_table(*pair, groups, lengths).items() if k != "all"}
         for name, pair, lengths in runs
     }
     # Surprise-over-time plot of the first pair of the first property: over the sliding
@@ -299,6 +432,8 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
         os.path.join(output_dir, "surprise.npz"),
         trained_possible=trained[0], trained_impossible=trained[1],
         untrained_possible=untrained[0], untrained_impossible=untrained[1],
+        **({"pixel_predictor_possible": pixel_pred[0],
+            "pixel_predictor_impossible": pixel_pred[1]} if pixel_info else {}),
         context_lengths=np.asarray(c["context_lengths"]),
         **{k: evalset[k] for k in ("property", "splice", "occluded", "moving",
                                    "num_objects", "scene")},
@@ -313,8 +448,14 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
     say(format_metrics(tables["trained"], title="trained V-JEPA, all metrics (%) of that "
                        "row:"))
     say()
-    say(format_table(condition_tables, title="by condition (few pairs each: a diagnostic, "
-                     "not a result):"))
+    say(format_table(group_tables, title="all properties, by condition:"))
+    say()
+    say(format_table(condition_tables, title="by property and condition (few pairs each: a "
+                     "diagnostic, not a result):"))
+    if pixel_info:
+        pl = pixel_info["losses"]
+        say(f"  pixel predictor: {pixel_info['steps']} steps in "
+            f"{pixel_info['seconds']:.0f} s, loss {pl[0]:.4f} -> {pl[-1]:.4f}")
     say(f"  chance is 50%. pretraining loss {losses[0]:.4f} -> {losses[-1]:.4f}; "
         f"train {train_seconds:.0f} s, total {seconds:.0f} s wall, {cpu:.0f} s CPU time of "
         f"this process (on a shared machine the wall time depends on its load)")
@@ -322,7 +463,8 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
     say(f"  results, raw surprises and trained weights: {output_dir}")
     result = {
         "backend": keras.backend.backend(), "tables": tables,
-        "condition_tables": condition_tables, "seconds": seconds,
+        "condition_tables": condition_tables, "group_tables": group_tables,
+        "seconds": seconds, "pixel_predictor": pixel_info,
         "cpu_seconds": cpu,
         "train_seconds": train_seconds, "losses": losses,
         "plots": [plot_path, loss_path], "output_dir": output_dir,

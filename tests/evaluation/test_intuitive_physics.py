@@ -162,7 +162,7 @@ def test_physics_demo_writes_tables_surprises_and_weights(tmp_path):
     out = run_demo(steps=10, output_dir=str(tmp_path),
                    properties=("object_permanence", "solidity"), scenes_per_property=1,
                    verbose=0, **config)
-    assert set(out["tables"]) == {"trained", "untrained", "pixel_copy"}
+    assert set(out["tables"]) == {"trained", "untrained", "pixel_copy", "pixel_predictor"}
     assert out["tables"]["trained"]["all"]["num_pairs"] == 4
     conditions = out["condition_tables"]["trained"]
     assert sum(row["num_pairs"] for row in conditions.values()) == 4
