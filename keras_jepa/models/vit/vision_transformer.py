@@ -534,12 +534,16 @@ class VisionTransformer(Backbone):
         # The training grid whose positions interpolate_rope maps every resolution to.
         return (252 if self.patch_size == 14 else 256) // self.patch_size
 
-    def compute_output_shape(self, inputs_shape, token_indices_shape=None,
-                             return_hierarchical=False, output_layers=None):
+    def compute_output_shape(self, inputs_shape, token_indices_shape=None, **options):
         """The output shape of ``call`` with the same arguments: ``(B, N, D)``;
-        ``(B, N, n_output_distillation * D)`` with ``return_hierarchical``; a list of
+        ``(B, N, n_output_distillation * D)`` with ``return_hierarchical=True``; a list of
         ``(B, N, D)``, one per block, with ``output_layers`` (a list of several masks
-        stacks them on the batch axis, as ``call`` does)."""
+        stacks them on the batch axis, as ``call`` does). The options are keyword-only
+        (``**options``): Keras requires every named argument here to be a ``*_shape``."""
+        return_hierarchical = options.pop("return_hierarchical", False)
+        output_layers = options.pop("output_layers", None)
+        if options:
+            raise TypeError(f"Unexpected options: {sorted(options)}.")
         n, batch = self.num_tokens(inputs_shape), inputs_shape[0]
         if isinstance(token_indices_shape, (list, tuple)) and token_indices_shape and (
             isinstance(token_indices_shape[0], (list, tuple))
