@@ -126,22 +126,29 @@ def build_demo_model(config=None, steps=None, seed=0):
     """
     import keras
 
-    from keras_jepa.models import VJEPA, VisionTransformer
+    from keras_jepa.models import VJEPA
 
     c = dict(DEMO_CONFIG, **(config or {}))
     keras.utils.set_random_seed(seed)
-    encoder = VisionTransformer(
-        image_size=c["image_size"], patch_size=c["patch_size"],
-        num_frames=c["frames_per_clip"], tubelet_size=c["tubelet_size"],
-        hidden_dim=c["hidden_dim"], depth=c["depth"], num_heads=c["num_heads"],
-        uniform_power=True,
-    )
+    encoder = _demo_encoder(c)
     m0, m1 = c["ema_momentum"]
     return VJEPA(
         encoder, num_mask_tokens=len(c["masks"]), predictor_dim=c["predictor_dim"],
         predictor_depth=c["predictor_depth"], predictor_heads=c["predictor_heads"],
         ema_momentum=(m0, m1), ema_steps=int(steps or c["steps"]) if m0 != m1 else None,
         loss_exp=c["loss_exp"],
+    )
+
+
+def _demo_encoder(c):
+    """The demo's video encoder for config ``c`` (V-JEPA and pixel baseline alike)."""
+    from keras_jepa.models import VisionTransformer
+
+    return VisionTransformer(
+        image_size=c["image_size"], patch_size=c["patch_size"],
+        num_frames=c["frames_per_clip"], tubelet_size=c["tubelet_size"],
+        hidden_dim=c["hidden_dim"], depth=c["depth"], num_heads=c["num_heads"],
+        uniform_power=True,
     )
 
 
@@ -159,16 +166,10 @@ def build_pixel_predictor(config=None, seed=0):
     import keras
 
     from keras_jepa.evaluation.pixel_predictor import PixelPredictor
-    from keras_jepa.models import VisionTransformer
 
     c = dict(DEMO_CONFIG, **(config or {}))
     keras.utils.set_random_seed(seed + 7)
-    encoder = VisionTransformer(
-        image_size=c["image_size"], patch_size=c["patch_size"],
-        num_frames=c["frames_per_clip"], tubelet_size=c["tubelet_size"],
-        hidden_dim=c["hidden_dim"], depth=c["depth"], num_heads=c["num_heads"],
-        uniform_power=True,
-    )
+    encoder = _demo_encoder(c)
     return PixelPredictor(encoder, predictor_dim=c["predictor_dim"],
                           predictor_depth=c["predictor_depth"],
                           predictor_heads=c["predictor_heads"],
