@@ -64,6 +64,9 @@ def add_arguments(parser):
     parser.add_argument("--iterations", type=int, default=10,
                         help="CEM rounds (official cem default 100, WorldModel wrapper 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, models, episodes")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="run the whole program once per seed (in OUT/seed_K) and pool "
+                             "the episodes of every run (overrides --seed)")
     parser.add_argument("--out", default="plan_run",
                         help="folder for results.json and energy_landscape.png")
     parser.add_argument("--quick", action="store_true",
@@ -158,6 +161,39 @@ def summarize(final_distances, success_radius):
                                         float(d.mean() + 1.96 * sem))}
 
 
+def paired_comparison(finals_a, finals_b, success_radius, z=1.96):
+    """Compares two controllers run on the *same* tasks, episode by episode.
+
+    Success: McNemar's exact test. Only the discordant tasks count (``a_only``: ``a``
+    reaches the goal and ``b`` does not; ``b_only``: the reverse); under the null hypothesis
+    that both controllers succeed equally often, ``a_only`` is Binomial(``a_only +
+    b_only``, 1/2), and ``p_value`` is its two-sided tail. Distance: the mean of the paired
+    differences ``a - b`` (negative: ``a`` ends nearer) with +- ``z`` standard errors.
+
+    Example:
+
+    >>> r = paired_comparison([0.0] * 10, [1.0] * 10, 0.5)
+    >>> r["a_only"], r["b_only"], round(r["p_value"], 4)
+    (10, 0, 0.002)
+    """
+    a = np.asarray(finals_a, np.float64)
+    b = np.asarray(finals_b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"finals_a and finals_b must be equal-length 1-D sequences of the "
+                         f"same tasks; got shapes {a.shape} and {b.shape}.")
+    wa, wb = a < success_radius, b < success_radius
+    a_only, b_only = int((wa & ~wb).sum()), int((wb & ~wa).sum())
+    n, k = a_only + b_only, min(a_only, b_only)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n if n else 1.0
+    diff = a - b
+    sem = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+    return {"episodes": len(a), "a_only": a_only, "b_only": b_only,
+            "p_value": min(1.0, 2.0 * tail) if n else 1.0,
+            "distance_difference": float(diff.mean()),
+            "distance_difference_interval": (float(diff.mean() - z * sem),
+                                             float(diff.mean() + z * sem))}
+
+
 def evaluate(world_model, env, episodes, steps, seed=0, samples=100, top_k=10,
              iterations=10, horizon=1, energy_steps="final", verbose=True):
     """Runs every controller on the same ``episodes`` (start, goal) pairs with receding
@@ -214,6 +250,7 @@ def evaluate(world_model, env, episodes, steps, seed=0, samples=100, top_k=10,
             receding_horizon(env, choose, steps)
             finals.append(env.distance)
         results[name] = summarize(finals, env.success_radius)
+        results[name]["final_distances"] = [float(d) for d in finals]
         results[name]["seconds"] = time.time() - start_time
         if verbose:
             r = results[name]
@@ -223,6 +260,23 @@ def evaluate(world_model, env, episodes, steps, seed=0, samples=100, top_k=10,
                   f"[{r['final_distance_interval'][0]:.3f}, "
                   f"{r['final_distance_interval'][1]:.3f}]  ({r['seconds']:.0f} s)")
     return results
+
+
+def compare_planners(results, success_radius, verbose=True):
+    """:func:`paired_comparison` of the CEM row of ``evaluate``'s ``results`` against its
+    greedy row (the same tasks, episode by episode)."""
+    cem = next(name for name in results if name.startswith("CEM"))
+    greedy = next(name for name in results if name.startswith("greedy"))
+    paired = paired_comparison(results[cem]["final_distances"],
+                               results[greedy]["final_distances"], success_radius)
+    if verbose:
+        print(f"CEM vs greedy on the same {paired['episodes']} tasks: CEM alone reaches "
+              f"{paired['a_only']}, greedy alone {paired['b_only']} (McNemar exact p = "
+              f"{paired['p_value']:.2g}); final distance CEM - greedy "
+              f"{paired['distance_difference']:+.3f} "
+              f"[{paired['distance_difference_interval'][0]:+.3f}, "
+              f"{paired['distance_difference_interval'][1]:+.3f}]")
+    return paired
 
 
 def landscape_plot(world_model, env, path, seed=0):
@@ -284,6 +338,7 @@ def run_pipeline(args, settings=None):
                        settings["seed"], samples=settings["samples"],
                        top_k=settings["top_k"], iterations=settings["iterations"],
                        horizon=settings["horizon"], energy_steps=settings["energy_steps"])
+    paired = compare_planners(results, env.success_radius)
     path, best, truth = landscape_plot(model, env,
                                        os.path.join(settings["out"], "energy_landscape.png"),
                                        settings["seed"])
@@ -291,8 +346,10 @@ def run_pipeline(args, settings=None):
           f"{np.round(truth, 3).tolist()} ({path})")
     total = time.time() - begin
     out = {"settings": {k: v for k, v in settings.items() if not callable(v)},
-           "controllers": results, "train_seconds": trained, "total_seconds": total,
-           "predictor_loss": history["loss"], "landscape_minimum": best.tolist(),
+           "controllers": results, "cem_vs_greedy": paired,
+           "success_radius": env.success_radius, "train_seconds": trained,
+           "total_seconds": total, "predictor_loss": history["loss"],
+           "landscape_minimum": best.tolist(),
            "landscape_true_action": truth.tolist()}
     with open(os.path.join(settings["out"], "results.json"), "w") as f:
         json.dump(out, f, indent=2, default=float)
@@ -301,6 +358,35 @@ def run_pipeline(args, settings=None):
     return out
 
 
+def pool_runs(runs):
+    """Pools the episodes of several ``run_pipeline`` results (e.g. one per training seed):
+    ``{controller: summarize(...)}`` over all of them plus ``"cem_vs_greedy"``, the paired
+    comparison over all tasks."""
+    success_radius = runs[0]["success_radius"]
+    names = list(runs[0]["controllers"])
+    finals = {name: [d for r in runs for d in r["controllers"][name]["final_distances"]]
+              for name in names}
+    pooled = {name: dict(summarize(finals[name], success_radius),
+                         final_distances=finals[name]) for name in names}
+    return {"controllers": pooled,
+            "cem_vs_greedy": compare_planners(pooled, success_radius, verbose=False)}
+
+
 def run(args):
-    run_pipeline(args)
+    if not args.seeds:
+        run_pipeline(args)
+        return 0
+    runs = [run_pipeline(args, dict(seed=seed, out=os.path.join(args.out, f"seed_{seed}")))
+            for seed in args.seeds]
+    pooled = pool_runs(runs)
+    print(f"pooled over seeds {args.seeds}:")
+    for name, r in pooled["controllers"].items():
+        print(f"{name:<52} success {100 * r['success_rate']:5.1f}% "
+              f"[{100 * r['success_interval'][0]:.0f}, {100 * r['success_interval'][1]:.0f}]"
+              f" of {r['episodes']}  final distance {r['final_distance']:.3f}")
+    p = pooled["cem_vs_greedy"]
+    print(f"CEM vs greedy on the same {p['episodes']} tasks: CEM alone reaches {p['a_only']}, "
+          f"greedy alone {p['b_only']} (McNemar exact p = {p['p_value']:.2g})")
+    with open(os.path.join(args.out, "pooled.json"), "w") as f:
+        json.dump(dict(pooled, seeds=args.seeds), f, indent=2, default=float)
     return 0
