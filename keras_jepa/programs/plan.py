@@ -253,13 +253,16 @@ def evaluate(world_model, env, episodes, steps, seed=0, samples=100, top_k=10,
         results[name]["final_distances"] = [float(d) for d in finals]
         results[name]["seconds"] = time.time() - start_time
         if verbose:
-            r = results[name]
-            print(f"{name:<52} success {100 * r['success_rate']:5.1f}% "
-                  f"[{100 * r['success_interval'][0]:.0f}, {100 * r['success_interval'][1]:.0f}]"
-                  f"  final distance {r['final_distance']:.3f} "
-                  f"[{r['final_distance_interval'][0]:.3f}, "
-                  f"{r['final_distance_interval'][1]:.3f}]  ({r['seconds']:.0f} s)")
+            print(f"{_format_row(name, results[name])}  ({results[name]['seconds']:.0f} s)")
     return results
+
+
+def _format_row(name, r):
+    """One controller's ``summarize`` line: success rate and final distance, intervals."""
+    return (f"{name:<52} success {100 * r['success_rate']:5.1f}% "
+            f"[{100 * r['success_interval'][0]:.0f}, {100 * r['success_interval'][1]:.0f}]"
+            f" of {r['episodes']}  final distance {r['final_distance']:.3f} "
+            f"[{r['final_distance_interval'][0]:.3f}, {r['final_distance_interval'][1]:.3f}]")
 
 
 def compare_planners(results, success_radius, verbose=True):
@@ -358,18 +361,21 @@ def run_pipeline(args, settings=None):
     return out
 
 
-def pool_runs(runs):
+def pool_runs(runs, verbose=False):
     """Pools the episodes of several ``run_pipeline`` results (e.g. one per training seed):
     ``{controller: summarize(...)}`` over all of them plus ``"cem_vs_greedy"``, the paired
-    comparison over all tasks."""
+    comparison over all tasks (printed with ``verbose``)."""
     success_radius = runs[0]["success_radius"]
     names = list(runs[0]["controllers"])
     finals = {name: [d for r in runs for d in r["controllers"][name]["final_distances"]]
               for name in names}
     pooled = {name: dict(summarize(finals[name], success_radius),
                          final_distances=finals[name]) for name in names}
+    if verbose:
+        for name, r in pooled.items():
+            print(_format_row(name, r))
     return {"controllers": pooled,
-            "cem_vs_greedy": compare_planners(pooled, success_radius, verbose=False)}
+            "cem_vs_greedy": compare_planners(pooled, success_radius, verbose=verbose)}
 
 
 def run(args):
@@ -378,15 +384,8 @@ def run(args):
         return 0
     runs = [run_pipeline(args, dict(seed=seed, out=os.path.join(args.out, f"seed_{seed}")))
             for seed in args.seeds]
-    pooled = pool_runs(runs)
     print(f"pooled over seeds {args.seeds}:")
-    for name, r in pooled["controllers"].items():
-        print(f"{name:<52} success {100 * r['success_rate']:5.1f}% "
-              f"[{100 * r['success_interval'][0]:.0f}, {100 * r['success_interval'][1]:.0f}]"
-              f" of {r['episodes']}  final distance {r['final_distance']:.3f}")
-    p = pooled["cem_vs_greedy"]
-    print(f"CEM vs greedy on the same {p['episodes']} tasks: CEM alone reaches {p['a_only']}, "
-          f"greedy alone {p['b_only']} (McNemar exact p = {p['p_value']:.2g})")
+    pooled = pool_runs(runs, verbose=True)
     with open(os.path.join(args.out, "pooled.json"), "w") as f:
         json.dump(dict(pooled, seeds=args.seeds), f, indent=2, default=float)
     return 0
