@@ -127,9 +127,10 @@ print("plot:", path)
 """
 ## Going further
 
-- `keras-jepa demo` pretrains the tiny V-JEPA on possible-only videos and prints the
-  per-property table for the trained network, the same network untrained, and a
-  next-frame-copy pixel baseline.
+- `keras-jepa demo` pretrains the tiny V-JEPA on possible-only videos (about 9 minutes
+  on two CPU cores) and prints the per-property and per-condition tables for the trained
+  network, the same network untrained, a next-frame-copy pixel baseline and a pixel-space
+  predictor trained for the same time.
 - `keras_jepa.data.write_voe_dataset` writes the pairs as MP4 in the GRASP layout, and
   `keras_jepa.evaluation.load_voe_pairs` reads IntPhys, GRASP and InfLevel-lab folders.
 """

@@ -29,3 +29,20 @@ def test_demo_has_the_pixel_predictor_row_and_condition_groups(tmp_path):
     with open(tmp_path / "results.json") as f:
         results = json.load(f)
     assert "pixel_predictor" in results["tables"] and "group_tables" in results
+
+
+def test_step_timer_stops_the_fit_at_its_deadline():
+    """The pixel baseline's budget is enforced by this callback: a deadline already passed
+    ends the fit after one batch (of 3 epochs x 6); without one, all 18 batches run."""
+    import keras
+
+    from keras_jepa.programs.demo import _StepTimes
+
+    x = np.zeros((12, 3), "float32")
+    y = np.zeros((12, 1), "float32")
+    for deadline, batches in ((0.0, 1), (None, 18)):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse", run_eagerly=True)
+        timer = _StepTimes.make(deadline=deadline)
+        model.fit(x, y, batch_size=2, epochs=3, verbose=0, callbacks=[timer])
+        assert len(timer.times) == batches
