@@ -214,8 +214,7 @@ def train_pixel_predictor(config, videos, seconds, seed=0, verbose=0, calibratio
     to the number of steps that fit in what is left of the budget, so the run ends with
     the schedule (warmup-cosine, as the V-JEPA's). Training stops when ``seconds`` have
     passed, so when the steps run slower than calibrated (on a machine whose load
-    changes, or with the progress bar on) the schedule is cut short rather than the budget
-    exceeded. The steps done and the time spent are returned.
+    changes, for example) the schedule is cut short rather than the budget exceeded. The steps done and the time spent are returned.
 
     Returns ``(model, {"steps", "seconds", "losses"})``.
     """
