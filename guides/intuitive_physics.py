@@ -127,7 +127,7 @@ print("plot:", path)
 """
 ## Going further
 
-- `keras-jepa demo` pretrains the tiny V-JEPA on possible-only videos (about 9 minutes
+- `keras-jepa demo` pretrains the tiny V-JEPA on possible-only videos (9-10 minutes
   on two CPU cores) and prints the per-property and per-condition tables for the trained
   network, the same network untrained, a next-frame-copy pixel baseline and a pixel-space
   predictor trained for the same time.

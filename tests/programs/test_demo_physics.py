@@ -33,16 +33,27 @@ def test_demo_has_the_pixel_predictor_row_and_condition_groups(tmp_path):
 
 def test_step_timer_stops_the_fit_at_its_deadline():
     """The pixel baseline's budget is enforced by this callback: a deadline already passed
-    ends the fit after one batch (of 3 epochs x 6); without one, all 18 batches run."""
+    ends the fit after one call (of 3 epochs x 8 batches); without one, all 24 steps run,
+    and with 4 steps per call the timer still counts steps."""
     import keras
 
     from keras_jepa.programs.demo import _StepTimes
 
-    x = np.zeros((12, 3), "float32")
-    y = np.zeros((12, 1), "float32")
-    for deadline, batches in ((0.0, 1), (None, 18)):
+    x = np.zeros((16, 3), "float32")
+    y = np.zeros((16, 1), "float32")
+    for deadline, per_call, steps in ((0.0, 1, [1]), (None, 1, list(range(1, 25))),
+                                      (None, 4, list(range(4, 25, 4))), (0.0, 4, [4])):
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-        model.compile(optimizer="sgd", loss="mse", run_eagerly=True)
+        model.compile(optimizer="sgd", loss="mse", run_eagerly=True,
+                      steps_per_execution=per_call)
         timer = _StepTimes.make(deadline=deadline)
         model.fit(x, y, batch_size=2, epochs=3, verbose=0, callbacks=[timer])
-        assert len(timer.times) == batches
+        assert timer.steps == steps
+        assert len(timer.times) == len(steps)
+
+
+def test_divisor_at_most():
+    from keras_jepa.programs.demo import _divisor_at_most
+
+    assert [_divisor_at_most(n, 10) for n in (14500, 1450, 97, 2, 1, 0)] == [10, 10, 1, 2, 1, 1]
+    assert _divisor_at_most(100, 7) == 5
