@@ -57,8 +57,9 @@ DEMO_CONFIG = dict(
     # 14500 steps fit in about the time 11000 took; the pixel baseline trains as long,
     # and the demo stays within 10 minutes on two cores.
     predictor_heads=4, num_train_videos=1200, batch_size=8, steps=14500,
-    # Optimizer steps per compiled call (at most; each epoch splits into whole calls):
-    # Keras's per-call work (callbacks, state bookkeeping) is paid once per call.
+    # Optimizer steps per compiled call (at most; each epoch splits into whole calls; 1
+    # on PyTorch, whose Keras trainer runs one): Keras's per-call work (callbacks, state
+    # bookkeeping) is paid once per call.
     steps_per_execution=10,
     lr=3e-3, start_lr=2e-4, final_lr=1e-5, warmup=0.1, weight_decay=0.05,
     ema_momentum=(0.998, 1.0), context_lengths=(2, 4, 6), scenes_per_property=32,
@@ -241,6 +242,7 @@ def train_pixel_predictor(config, videos, seconds, seed=0, verbose=0, calibratio
 
     Returns ``(model, {"steps", "seconds", "losses"})``.
     """
+    from keras_jepa.backend.execution import steps_per_call
     from keras_jepa.masks import MultiBlockMask3D
     from keras_jepa.training.optimizers import JEPAAdamW, WarmupCosineSchedule
 
@@ -253,7 +255,7 @@ def train_pixel_predictor(config, videos, seconds, seed=0, verbose=0, calibratio
                               warmup_steps=int(c["warmup"] * guess), total_steps=guess)
     # At least 5 calibration steps, at most a tenth of the V-JEPA's steps.
     cal = int(min(calibration_steps, max(5, int(c["steps"]) // 10)))
-    per_call = _divisor_at_most(cal, c["steps_per_execution"])
+    per_call = steps_per_call(_divisor_at_most(cal, c["steps_per_execution"]))
     model.compile(optimizer=JEPAAdamW(learning_rate=lr, weight_decay=c["weight_decay"]),
                   steps_per_execution=per_call)
     start = time.time()
@@ -350,6 +352,7 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
         video_surprise,
         window_starts,
     )
+    from keras_jepa.backend.execution import steps_per_call
     from keras_jepa.masks import MultiBlockMask3D
     from keras_jepa.training.optimizers import JEPAAdamW, WarmupCosineSchedule
 
@@ -401,8 +404,8 @@ def run_demo(steps=None, seed=0, output_dir=None, properties=PROPERTIES,
     # A progress line per tenth of the run: the largest divisor of steps up to 10.
     epochs = _divisor_at_most(steps, 10)
     model.compile(optimizer=JEPAAdamW(learning_rate=lr, weight_decay=c["weight_decay"]),
-                  steps_per_execution=_divisor_at_most(steps // epochs,
-                                                       c["steps_per_execution"]))
+                  steps_per_execution=steps_per_call(
+                      _divisor_at_most(steps // epochs, c["steps_per_execution"])))
     say(f"  pretraining: {steps} steps of {c['batch_size']} clips ({epochs} epochs of "
         f"{steps // epochs} steps)")
     t0 = time.time()

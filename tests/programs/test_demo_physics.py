@@ -34,15 +34,17 @@ def test_demo_has_the_pixel_predictor_row_and_condition_groups(tmp_path):
 def test_step_timer_stops_the_fit_at_its_deadline():
     """The pixel baseline's budget is enforced by this callback: a deadline already passed
     ends the fit after one call (of 3 epochs x 8 batches); without one, all 24 steps run,
-    and with 4 steps per call the timer still counts steps."""
+    and with 4 steps per call (where the backend runs several) the timer counts steps."""
     import keras
 
+    from keras_jepa.backend.execution import steps_per_call
     from keras_jepa.programs.demo import _StepTimes
 
     x = np.zeros((16, 3), "float32")
     y = np.zeros((16, 1), "float32")
+    k = steps_per_call(4)
     for deadline, per_call, steps in ((0.0, 1, [1]), (None, 1, list(range(1, 25))),
-                                      (None, 4, list(range(4, 25, 4))), (0.0, 4, [4])):
+                                      (None, k, list(range(k, 25, k))), (0.0, k, [k])):
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
         model.compile(optimizer="sgd", loss="mse", run_eagerly=True,
                       steps_per_execution=per_call)
