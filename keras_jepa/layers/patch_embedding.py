@@ -59,13 +59,9 @@ class PatchEmbedding(keras.layers.Layer):
         self.built = True
 
     def call(self, x):
-        spatial = tuple(x.shape[1:-1])
-        if any(d is None for d in spatial):
+        if any(d is None for d in x.shape[1:-1]):
             y = self.proj(x)
             return ops.reshape(y, (-1, _prod(y.shape[1:-1]), self.hidden_dim))
-        return self._patchify_matmul(x, spatial)
-
-    def _patchify_matmul(self, x, spatial):
         # Kernel == stride: the convolution is a matmul over flattened patches. Forward
         # and backward of the demo's patch embedding (XLA CPU, 8 clips of 8x32x32, tubelet
         # 2, patch 8, width 64): 0.9 ms as a matmul, 3.5 ms as a 3D convolution.

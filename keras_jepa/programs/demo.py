@@ -204,17 +204,17 @@ class _StepTimes:
             def __init__(self):
                 super().__init__()
                 self.times, self.steps = [], []  # after each call, and steps done by then
-                self._last = -1
+                self._done, self._last = 0, -1
 
             def on_epoch_begin(self, epoch, logs=None):
                 self._last = -1
 
             def on_train_batch_end(self, batch, logs=None):
                 # With steps_per_execution > 1, ``batch`` is the last step of the call.
-                done = (self.steps[-1] if self.steps else 0) + int(batch) - self._last
+                self._done += int(batch) - self._last
                 self._last = int(batch)
                 self.times.append(time.time())
-                self.steps.append(done)
+                self.steps.append(self._done)
                 if deadline is not None and self.times[-1] >= deadline:
                     self.model.stop_training = True
 
