@@ -272,7 +272,7 @@ def train_pixel_predictor(config, videos, seconds, seed=0, verbose=0, calibratio
     left = float(seconds) - (time.time() - start) - retrace
     # Epochs of whole calls: at most 10 epochs, at least one call each.
     rest = max(int(left / max(per_step, 1e-6)), 0) // per_call
-    epochs = _divisor_at_most(rest, 10) if rest else 1
+    epochs = _divisor_at_most(rest, 10)
     total = cal + rest * per_call
     losses = [float(v) for v in h1.history["loss"]]
     if total > cal:
